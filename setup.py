@@ -1,0 +1,38 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+exec((here / "neuroalign" / "_version.py").read_text(), version)
+
+setup(
+    name="neuroalign",
+    version=version["__version__"],
+    description="Brain-alignment studies of self-supervised (foveal masked-image-modeling) vision models",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["neuroalign", "neuroalign.*"]),
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "torch>=2.1,<3",
+        "torchvision>=0.16",
+        "rsatoolbox>=0.2",
+        "scikit-learn>=1.3",
+        "xarray>=2024.10",  # DataTree lives in xarray from 2024.10 on
+        "netCDF4>=1.6",
+        "dask>=2024.1",
+        "pillow>=10",
+        "matplotlib>=3.7",
+        "pandas>=2",
+        "tqdm>=4.60",
+        "rembg[cpu]>=2.0.50",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "dev": ["pytest>=7", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["neuroalign=neuroalign.cli:main"]},
+)
