@@ -1,0 +1,58 @@
+"""Models by name: ``create_model("conv_mae")``; ``list_models("conv*")``.
+
+neuroalign's own architectures register here; ``torchvision/<name>`` builds any torchvision
+classification model (random weights unless ``weights=`` is given).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+
+from torch import nn
+
+from neuroalign.models import conv_mae as _conv_mae
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str, factory: Callable[..., nn.Module]) -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"A model named {name!r} is registered already.")
+    _REGISTRY[name] = factory
+
+
+register_model("conv_mae", _conv_mae.conv_mae)
+register_model("conv_mae_tiny", _conv_mae.conv_mae_tiny)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a glob pattern."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model, or ``torchvision/<name>`` for a torchvision model."""
+    if name.startswith("torchvision/"):
+        import torchvision
+
+        tv_name = name.split("/", 1)[1]
+        try:
+            return torchvision.models.get_model(tv_name, **kwargs)
+        except ValueError as err:
+            close = difflib.get_close_matches(tv_name, torchvision.models.list_models(), n=5)
+            raise ValueError(
+                f"Unknown torchvision model {tv_name!r}; close names: {close}"
+            ) from err
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.4)
+        raise ValueError(
+            f"Unknown model {name!r}. Registered models: {list_models()}"
+            + (f"; did you mean {close[0]!r}?" if close else "")
+            + " (torchvision models: 'torchvision/<name>')."
+        )
+    return _REGISTRY[name](**kwargs)
+
+
+__all__ = ["create_model", "list_models", "register_model"]

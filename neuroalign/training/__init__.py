@@ -1,0 +1,15 @@
+"""Pretraining: settings, the loop, checkpoints."""
+
+from neuroalign.training.checkpoint import load_checkpoint, load_model, save_checkpoint, sha256_file
+from neuroalign.training.config import PretrainConfig, load_config
+from neuroalign.training.trainer import pretrain
+
+__all__ = [
+    "PretrainConfig",
+    "load_config",
+    "pretrain",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "sha256_file",
+]
