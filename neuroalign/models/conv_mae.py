@@ -37,7 +37,8 @@ class ResidualBlock(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.conv2(self.relu(self.conv1(x))) + self.shortcut(x))
+        h = torch.relu(self.conv1(x))
+        return self.relu(self.conv2(h) + self.shortcut(x))
 
 
 class UpResidualBlock(nn.Module):

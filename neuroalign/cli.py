@@ -1,0 +1,275 @@
+"""The ``neuroalign`` command: one sub-command per stage of the data flow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+neuroalign: pretrain foveal masked-image-modeling encoders, extract their layer activations
+to netCDF, and compare them with brains (decorrelation, linear probes, RSA).
+
+Real data sets are read from the folder named by the environment variable NEUROALIGN_DATA
+(or downloaded and checked by SHA-256 where there is a network)."""
+
+
+def _add_demo(sub):
+    p = sub.add_parser(
+        "demo", help="run the whole chain on real data (pretrain → extract → analyse)",
+        description="Pretrain the FocusMIM conv autoencoder with periphery masking on CIFAR-10, "
+        "extract its encoder blocks for the 92 Kriegeskorte stimuli, and compute per layer the "
+        "decorrelation metric, a CIFAR-10 linear-probe accuracy and RSA against human IT with "
+        "the noise ceiling. Writes activations (netCDF), results.nc and a figure into --out.")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    p.add_argument("--steps", type=int, default=400, help="pretraining steps (default 400, ~3 min on 2 CPU cores)")
+    p.add_argument("--batch-size", type=int, default=128, help="pretraining batch size (default 128)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--probe-train-per-class", type=int, default=200,
+                   help="CIFAR-10 training images per class for the linear probe (default 200)")
+    p.add_argument("--probe-test-per-class", type=int, default=100,
+                   help="CIFAR-10 test images per class the probe is scored on (default 100)")
+    p.add_argument("--device", default="auto", help="'auto' (GPU when there is one), 'cpu', 'cuda', 'cuda:1' …")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args):
+    from neuroalign.demo import DemoSettings, run_demo
+
+    run_demo(args.out, DemoSettings(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        probe_train_per_class=args.probe_train_per_class,
+        probe_test_per_class=args.probe_test_per_class, device=args.device, seed=args.seed))
+
+
+def _add_pretrain(sub):
+    p = sub.add_parser(
+        "pretrain", help="pretrain a model from a TOML recipe",
+        description="Pretrain by masked-image modeling as a recipe says (see pretrain/*.toml). "
+        "Writes checkpoint.pt (resumable) and log.csv (loss, learning rate, latent "
+        "decorrelation, images/s) into --out; an existing checkpoint there is resumed.")
+    p.add_argument("recipe", type=Path, help="TOML recipe (keys of neuroalign.training.PretrainConfig)")
+    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--steps", type=int, help="override the recipe's number of steps")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--device", help="override the device ('auto', 'cpu', 'cuda' …)")
+    p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds a checkpoint")
+    p.set_defaults(run=_run_pretrain)
+
+
+def _run_pretrain(args):
+    from neuroalign.training import load_config, pretrain
+
+    config = load_config(args.recipe, steps=args.steps, batch_size=args.batch_size,
+                         device=args.device, seed=args.seed)
+    path = pretrain(config, args.out, resume=not args.no_resume)
+    print(f"checkpoint: {path}\nlog:        {args.out / 'log.csv'}")
+
+
+def _model_from_arg(name: str, device):
+    """A checkpoint path, or a registered model name; returns (model, attrs, image_size)."""
+    from neuroalign.models import create_model
+    from neuroalign.training import load_model, sha256_file
+
+    if Path(name).is_file():
+        model, state = load_model(name, device)
+        cfg = state["config"]
+        attrs = {"model": cfg["model"], "checkpoint": str(name), "checkpoint_sha256": sha256_file(name),
+                 "masking": f"{cfg['masking']} ratio={cfg['mask_ratio']} fill={cfg['fill']}",
+                 "training_steps": int(state["step"]), "seed": int(cfg["seed"])}
+        return model, attrs, int(cfg["image_size"])
+    model = create_model(name)
+    return model.to(device).eval(), {"model": name, "weights": "random initialisation"}, None
+
+
+def _add_extract(sub):
+    p = sub.add_parser(
+        "extract", help="extract layer activations of a model for a stimulus set into netCDF",
+        description="Run a model over stimuli and write the chosen layers' activations to one "
+        "netCDF-4 file (a group per layer, 'presentation' dimension with stimulus ids). The "
+        "file appears under its name only when complete.")
+    p.add_argument("model", help="a neuroalign checkpoint (.pt), a registered model name, or torchvision/<name>")
+    p.add_argument("--stimuli", required=True,
+                   help="a registered stimulus set (kriegeskorte92, cichy92, algonauts78, "
+                        "cifar10-train, cifar10-test) or a folder of images")
+    p.add_argument("--out", required=True, type=Path, help="the activation file to write (.nc)")
+    p.add_argument("--layers", nargs="+", default=None,
+                   help="module paths or glob patterns (default: the model's encoder blocks, or all leaf modules)")
+    p.add_argument("--image-size", type=int,
+                   help="input size in pixels (default: the checkpoint's training size, else 224)")
+    p.add_argument("--normalize", choices=["none", "imagenet"], default="none",
+                   help="input normalisation: none (pixels in [0,1], neuroalign models) or imagenet mean/std")
+    p.add_argument("--batch-size", type=int, default=64, help="stimuli per forward pass (default 64)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' …")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage type")
+    p.add_argument("--pooling", default=None,
+                   help="spatial pooling of conv layers: none (default), 'avg' (global average) or k (k×k grid)")
+    p.set_defaults(run=_run_extract)
+
+
+def _run_extract(args):
+    from neuroalign.data.stimulus_sets import STIMULUS_SETS, load_stimulus_set
+    from neuroalign.data.stimuli import StimulusSet
+    from neuroalign.extraction import extract, image_transform
+    from neuroalign.training.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    model, attrs, size = _model_from_arg(args.model, device)
+    size = args.image_size or size or 224
+    if args.stimuli in STIMULUS_SETS or not Path(args.stimuli).exists():
+        stimuli = load_stimulus_set(args.stimuli)
+    else:
+        stimuli = StimulusSet.from_folder(args.stimuli)
+    if args.normalize == "imagenet":
+        transform = image_transform(size, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    else:
+        transform = image_transform(size)
+    pooling = args.pooling
+    if pooling is not None and pooling.isdigit():
+        pooling = int(pooling)
+    elif pooling == "none":
+        pooling = None
+    attrs["input_size"] = size
+    path = extract(model, stimuli, args.layers, args.out, transform=transform,
+                   batch_size=args.batch_size, device=device, dtype=args.dtype, pooling=pooling,
+                   attrs=attrs)
+    print(f"activations: {path}")
+
+
+def _add_layers(sub):
+    p = sub.add_parser("layers", help="list the module paths of a model's layers",
+                       description="Print the layer names (module paths) that extract --layers accepts.")
+    p.add_argument("model", help="a checkpoint (.pt), a registered model name, or torchvision/<name>")
+    p.set_defaults(run=_run_layers)
+
+
+def _run_layers(args):
+    from neuroalign.extraction import list_layers, resolve_layers
+
+    model, _, _ = _model_from_arg(args.model, "cpu")
+    default = set(resolve_layers(model, None))
+    for name in list_layers(model):
+        print(f"{name}{'   (default)' if name in default else ''}")
+
+
+def _add_analysis_io(p):
+    p.add_argument("--layers", nargs="+", help="layers to analyse (default: all in the file)")
+    p.add_argument("--out", type=Path, help="write the results dataset to this netCDF file")
+
+
+def _add_decorrelation(sub):
+    p = sub.add_parser(
+        "decorrelation", help="latent decorrelation and dimensionality per layer",
+        description="FocusMIM's decorrelation L = (1/D)·Σ_{i≠j} C_ij² of z-scored units (from "
+        "the n×n Gram matrix), mean |r| over unit pairs and the participation ratio, per layer "
+        "of an activation file. Units with zero variance are left out and counted.")
+    p.add_argument("activations", type=Path, help="activation file (.nc) from 'neuroalign extract'")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples of stimuli for intervals (default 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    _add_analysis_io(p)
+    p.set_defaults(run=_run_decorrelation)
+
+
+def _run_decorrelation(args):
+    from neuroalign import workflows
+
+    ds = workflows.decorrelation_from_file(args.activations, args.layers, n_boot=args.bootstrap, seed=args.seed)
+    _finish(ds, args.out, ["L", "L_lo", "L_hi", "mean_abs_r", "participation_ratio", "n_units", "n_constant_units"])
+
+
+def _add_probe(sub):
+    p = sub.add_parser(
+        "probe", help="linear-probe accuracy per layer (train file → test file)",
+        description="Train a linear classifier on each layer's flattened activations of one file "
+        "and report its accuracy on another (FocusMIM protocol: Adam, early stopping on a "
+        "validation split of the training file; or scikit-learn logistic regression).")
+    p.add_argument("train", type=Path, help="activation file of the training stimuli")
+    p.add_argument("test", type=Path, help="activation file of the test stimuli")
+    p.add_argument("--label", default="label", help="presentation coordinate holding the class (default 'label')")
+    p.add_argument("--kind", choices=["torch", "sklearn"], default="torch",
+                   help="torch: linear layer + Adam + early stopping; sklearn: standardised logistic regression with CV'd C")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds (spread reported)")
+    p.add_argument("--device", default=None, help="device of the torch probe (default: GPU if any)")
+    _add_analysis_io(p)
+    p.set_defaults(run=_run_probe)
+
+
+def _run_probe(args):
+    from neuroalign import workflows
+
+    params = {"device": args.device} if args.kind == "torch" and args.device else {}
+    ds = workflows.probe_from_files(args.train, args.test, args.layers, label=args.label,
+                                    kind=args.kind, seeds=args.seeds, **params)
+    _finish(ds, args.out, ["accuracy_mean", "accuracy_std"])
+
+
+def _add_rsa(sub):
+    from neuroalign.workflows import BRAIN_DATA
+
+    p = sub.add_parser(
+        "rsa", help="RSA of each layer against brain RDMs, with noise ceiling",
+        description="Compute an RDM per layer (rsatoolbox's definitions) and compare it with "
+        "subject brain RDMs (rsatoolbox compare); report the mean over subjects, its SEM and "
+        "the lower/upper noise ceiling. Stimuli are matched by stimulus_id.")
+    p.add_argument("activations", type=Path, help="activation file (.nc)")
+    p.add_argument("--brain", default="kriegeskorte-hit",
+                   help=f"brain RDMs: {', '.join(BRAIN_DATA)}, or an rsatoolbox RDMs file (default kriegeskorte-hit)")
+    p.add_argument("--rdm-method", default="correlation", choices=["correlation", "cosine", "euclidean"],
+                   help="dissimilarity of the model RDMs (rsatoolbox definitions; euclidean is squared / n_features)")
+    p.add_argument("--compare", default="spearman",
+                   help="RDM comparison: spearman, tau-a, rho-a, corr, cosine, corr_cov … (rsatoolbox)")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples of stimuli for a CI (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--figure", type=Path, help="write the layerwise RSA figure (PNG; an SVG beside it)")
+    _add_analysis_io(p)
+    p.set_defaults(run=_run_rsa)
+
+
+def _run_rsa(args):
+    from neuroalign import workflows
+
+    ds = workflows.rsa_from_file(args.activations, args.brain, args.layers, rdm_method=args.rdm_method,
+                                 compare_method=args.compare, n_boot=args.bootstrap, seed=args.seed)
+    _finish(ds, args.out, ["mean", "sem", "ci_lo", "ci_hi"])
+    print(f"noise ceiling: lower {float(ds.noise_ceiling_lower):.3f}, upper {float(ds.noise_ceiling_upper):.3f}")
+    if args.figure:
+        from neuroalign.analysis.plots import plot_layerwise_rsa
+
+        for path in plot_layerwise_rsa(ds, args.figure):
+            print(f"figure: {path}")
+
+
+def _finish(ds, out, variables):
+    from neuroalign import workflows
+
+    print(workflows.format_table(ds, variables))
+    if out:
+        print(f"results: {workflows.save_results(ds, out)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroalign", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from neuroalign import __version__
+
+    parser.add_argument("--version", action="version", version=f"neuroalign {__version__}")
+    sub = parser.add_subparsers(title="sub-commands", metavar="COMMAND", required=True)
+    for add in (_add_demo, _add_pretrain, _add_extract, _add_layers, _add_decorrelation, _add_probe, _add_rsa):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        print(f"neuroalign: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
