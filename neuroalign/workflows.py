@@ -17,7 +17,8 @@ import xarray as xr
 from neuroalign.activations import flatten, layer_names, open_activations
 
 #: Brain RDMs by name: (loader, rdm descriptor naming the subject, or None).
-#: RDMs of one subject (sessions) are averaged before comparison and noise ceilings.
+#: The RDMs of one subject (its sessions) are averaged into one RDM before comparison and
+#: noise ceilings, as Kriegeskorte et al. (2008) did.
 BRAIN_DATA: dict[str, tuple[Callable, str | None]] = {}
 
 
@@ -42,7 +43,12 @@ def load_brain_rdms(name: str):
     """(RDMs, subject descriptor) of a registered brain data set, or of an rsatoolbox RDMs file."""
     if name in BRAIN_DATA:
         loader, subject = BRAIN_DATA[name]
-        return loader(), subject
+        rdms = loader()
+        if subject is not None and len(set(rdms.rdm_descriptors[subject])) < rdms.n_rdm:
+            from neuroalign.data.brain import average_by
+
+            rdms = average_by(rdms, subject)  # one RDM per subject: sessions averaged
+        return rdms, subject
     if os.path.sep in name or name.endswith((".hdf5", ".h5", ".pkl")):
         from neuroalign.data.brain import load_rdms_file
 

@@ -1,5 +1,47 @@
 """Image datasets, stimulus sets and brain data loaders."""
 
+from neuroalign.data.brain import (
+    load_algonauts,
+    load_cichy,
+    load_kriegeskorte_behaviour,
+    load_kriegeskorte_fig1,
+    load_kriegeskorte_hit,
+    load_kriegeskorte_mit,
+    load_kriegeskorte_models,
+    load_rdms_file,
+    match_stimuli,
+)
+from neuroalign.data.cifar import load_cifar10
+from neuroalign.data.files import FILES, cache_dir, data_root, fetch, sha256sum
 from neuroalign.data.stimuli import StimulusSet
+from neuroalign.data.stimulus_sets import (
+    STIMULUS_SETS,
+    load_algonauts78,
+    load_cichy92,
+    load_kriegeskorte92,
+    load_stimulus_set,
+)
 
-__all__ = ["StimulusSet"]
+__all__ = [
+    "FILES",
+    "STIMULUS_SETS",
+    "StimulusSet",
+    "cache_dir",
+    "data_root",
+    "fetch",
+    "load_algonauts",
+    "load_algonauts78",
+    "load_cichy",
+    "load_cichy92",
+    "load_cifar10",
+    "load_kriegeskorte92",
+    "load_kriegeskorte_behaviour",
+    "load_kriegeskorte_fig1",
+    "load_kriegeskorte_hit",
+    "load_kriegeskorte_mit",
+    "load_kriegeskorte_models",
+    "load_rdms_file",
+    "load_stimulus_set",
+    "match_stimuli",
+    "sha256sum",
+]

@@ -1,0 +1,113 @@
+"""The command line, end to end on the real data (skipped without NEUROALIGN_DATA)."""
+
+import subprocess
+import sys
+
+import netCDF4
+import numpy as np
+import pytest
+import rsatoolbox
+import xarray as xr
+from scipy.stats import spearmanr
+
+from neuroalign.cli import build_parser, main
+
+SUBCOMMANDS = ["demo", "pretrain", "extract", "layers", "decorrelation", "probe", "rsa"]
+
+
+def test_help_lists_subcommands():
+    out = subprocess.run([sys.executable, "-m", "neuroalign.cli", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_option_has_help(name):
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[name]
+    for action in sub._actions:
+        if action.dest != "help":
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help text"
+
+
+def test_import_needs_no_gpu():
+    code = "import neuroalign, torch; assert not torch.cuda.is_available() or True; print(neuroalign.__version__)"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_bad_recipe_is_a_clean_error(tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('model = "conv_mae_tiny"\nmasking = "peripheral"\n')
+    assert main(["pretrain", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    assert "must be one of" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, shared_data):
+    out = tmp_path_factory.mktemp("demo")
+    code = main(["demo", "--out", str(out), "--steps", "6", "--batch-size", "32",
+                 "--probe-train-per-class", "12", "--probe-test-per-class", "6"])
+    assert code == 0
+    return out
+
+
+@pytest.mark.slow
+def test_demo_writes_every_file(demo_run):
+    for name in ["pretrain/checkpoint.pt", "pretrain/log.csv", "activations_kriegeskorte92.nc",
+                 "results.nc", "rsa_layers.png", "rsa_layers.svg"]:
+        assert (demo_run / name).is_file(), name
+    assert not list(demo_run.rglob("*.partial"))
+
+
+@pytest.mark.slow
+def test_demo_activation_file_opens_with_plain_netcdf4(demo_run):
+    with netCDF4.Dataset(demo_run / "activations_kriegeskorte92.nc") as ds:
+        ids = [str(s) for s in ds["stimulus_id"][:]]
+        assert len(ids) == 92 and len(set(ids)) == 92
+        for attr in ["model", "checkpoint_sha256", "seed", "schema_version"]:
+            assert attr in ds.ncattrs(), attr
+        act = ds["encoder/blocks/8/activation"]
+        assert act.dimensions[0] == "presentation" and act.shape == (92, 128, 4, 4)
+    with xr.open_datatree(demo_run / "activations_kriegeskorte92.nc") as tree:
+        assert tree["encoder/blocks/0"]["activation"].shape == (92, 32, 16, 16)
+
+
+@pytest.mark.slow
+def test_demo_numbers_recomputed_independently(demo_run, shared_data):
+    """The demo's RSA and decorrelation, recomputed with rsatoolbox and numpy from the file."""
+    from neuroalign.data.brain import load_kriegeskorte_hit
+
+    results = xr.load_dataset(demo_run / "results.nc")
+    brain = load_kriegeskorte_hit()
+    with netCDF4.Dataset(demo_run / "activations_kriegeskorte92.nc") as ds:
+        ids = np.array([str(s) for s in ds["stimulus_id"][:]])
+        layers = ds.getncattr("layers").split(",")
+        acts = {name: np.asarray(ds[name.replace(".", "/") + "/activation"][:], dtype=np.float64)
+                .reshape(92, -1) for name in layers}
+    assert list(results.layer.values) == layers
+    # brain RDMs: average the two sessions of each subject, in the file's stimulus order
+    order = [list(brain.pattern_descriptors["stimulus_id"]).index(i) for i in ids]
+    subjects = sorted(set(brain.rdm_descriptors["subject"]))
+    mats = brain.get_matrices()[:, order][:, :, order]
+    subj = np.array(brain.rdm_descriptors["subject"])
+    per_subject = np.stack([mats[subj == s].mean(0) for s in subjects])
+    iu = np.triu_indices(92, 1)
+    for name, x in acts.items():
+        rdm = rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method="correlation")
+        model_vec = rdm.get_vectors()[0]
+        rhos = [spearmanr(model_vec, m[iu]).statistic for m in per_subject]
+        assert float(results["rsa_hit_spearman"].sel(layer=name)) == pytest.approx(np.mean(rhos), abs=1e-5)
+        # decorrelation: z-score units (dropping constant ones), D x D correlation, off-diagonal
+        keep = x.std(0, ddof=1) > 0
+        z = (x[:, keep] - x[:, keep].mean(0)) / x[:, keep].std(0, ddof=1)
+        c = z.T @ z / (92 - 1)
+        off = c - np.diag(np.diag(c))
+        L = (off**2).sum() / keep.sum()
+        assert float(results["decorrelation_L"].sel(layer=name)) == pytest.approx(L, rel=1e-5)
+        mean_abs = np.abs(off[np.triu_indices(keep.sum(), 1)]).mean()
+        assert float(results["mean_abs_r"].sel(layer=name)) == pytest.approx(mean_abs, rel=1e-5)
+    acc = results["probe_accuracy"].values
+    assert np.all((acc >= 0) & (acc <= 1))
+    lower, upper = float(results.noise_ceiling_lower), float(results.noise_ceiling_upper)
+    assert 0 < lower < upper < 1
