@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+
+from neuroalign.analysis.probes import LinearProbe, SklearnProbe, layerwise_probe
+
+
+def gaussian_classes(n, d=32, n_classes=4, spread=0.35, seed=0, means_seed=0):
+    means = np.random.default_rng(means_seed).normal(size=(n_classes, d)) * spread
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, size=n)
+    return means[y] + rng.normal(size=(n, d)), y
+
+
+def test_separable_problem_is_solved_by_both_probes():
+    X, y = gaussian_classes(600, spread=3.0)
+    X_test, y_test = gaussian_classes(300, spread=3.0, seed=1)
+    labels = np.array(["cat", "dog", "car", "ship"])
+    torch_probe = LinearProbe(lr=1e-2, batch_size=64, max_epochs=30, patience=3).fit(X, labels[y])
+    assert torch_probe.score(X_test, labels[y_test]) >= 0.99
+    assert set(torch_probe.predict(X_test[:20])) <= set(labels)
+    assert SklearnProbe(Cs=[0.01, 1.0]).fit(X, labels[y]).score(X_test, labels[y_test]) >= 0.99
+
+
+def test_torch_and_sklearn_probes_agree_on_a_noisy_problem():
+    X, y = gaussian_classes(1200, spread=0.3)
+    X_test, y_test = gaussian_classes(1000, spread=0.3, seed=1)
+    best_possible = LogisticRegression(max_iter=2000).fit(X, y).score(X_test, y_test)
+    torch_acc = LinearProbe(lr=1e-3, batch_size=128, patience=5).fit(X, y).score(X_test, y_test)
+    sk_acc = SklearnProbe(Cs=5).fit(X, y).score(X_test, y_test)
+    assert 0.5 < best_possible < 0.95  # a problem where the probes can disagree
+    assert abs(torch_acc - sk_acc) < 0.05
+    assert abs(torch_acc - best_possible) < 0.05
+
+
+def test_early_stopping_restores_the_best_epoch():
+    # noisy training labels, clean validation labels: val accuracy peaks, then the probe overfits
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=100)
+
+    def make(n, flip):
+        X = rng.normal(size=(n, 100))
+        y = (X @ w > 0).astype(int)
+        flipped = rng.random(n) < flip
+        y[flipped] = 1 - y[flipped]
+        return X, y
+
+    X, y = make(80, 0.35)
+    X_val, y_val = make(400, 0.0)
+    probe = LinearProbe(lr=3e-2, batch_size=16, max_epochs=100, patience=5).fit(X, y, X_val, y_val)
+    history = np.array(probe.history_)
+    assert probe.n_epochs_ < 100 and probe.n_epochs_ == len(history)
+    assert probe.n_epochs_ - probe.best_epoch_ == 5  # stopped after `patience` epochs without gain
+    assert probe.best_epoch_ == int(np.argmax(history)) + 1
+    assert history[-1] < history.max()  # the last weights were worse than the kept ones
+    assert probe.score(X_val, y_val) == pytest.approx(history.max(), abs=1e-6)
+
+
+def test_standardisation_uses_training_statistics():
+    X, y = gaussian_classes(200, seed=2)
+    X = X * 5 + 3
+    X[:, 4] = 7.0  # a constant feature must not divide by zero
+    X_val, y_val = gaussian_classes(100, seed=3)
+    probe = LinearProbe(max_epochs=2).fit(X, y, X_val, y_val)
+    np.testing.assert_allclose(probe.mean_, X.mean(0), rtol=1e-5)
+    expected_scale = X.std(0)
+    expected_scale[4] = 1.0
+    np.testing.assert_allclose(probe.scale_, expected_scale, rtol=1e-5)
+    assert np.isfinite(probe.coef_).all()
+    # the automatic validation split holds out a stratified 20%
+    auto = LinearProbe(max_epochs=2).fit(X, y)
+    assert not np.allclose(auto.mean_, X.mean(0), rtol=1e-6)
+
+
+def test_same_random_state_same_probe():
+    X, y = gaussian_classes(300, seed=4)
+    a = LinearProbe(lr=1e-3, max_epochs=5, batch_size=32, random_state=7).fit(X, y)
+    b = LinearProbe(lr=1e-3, max_epochs=5, batch_size=32, random_state=7).fit(X, y)
+    c = LinearProbe(lr=1e-3, max_epochs=5, batch_size=32, random_state=8).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    assert a.history_ == b.history_
+    assert not np.array_equal(a.coef_, c.coef_)
+
+
+def test_estimator_contract_and_errors():
+    probe = LinearProbe(lr=5e-4, patience=3)
+    assert probe.get_params()["lr"] == 5e-4 and clone(probe).get_params() == probe.get_params()
+    X, y = gaussian_classes(50)
+    with pytest.raises(ValueError, match="not fitted"):
+        probe.predict(X)
+    with pytest.raises(ValueError, match="'patience'.*got 0"):
+        LinearProbe(patience=0).fit(X, y)
+    with pytest.raises(ValueError, match=r"y must have shape \(50,\)"):
+        LinearProbe().fit(X, y[:-1])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LinearProbe().fit(X, np.zeros(50), X, np.zeros(50))
+    fitted = LinearProbe(max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="31 features"):
+        fitted.predict(X[:, :31])
+
+
+def test_layerwise_probe_dataset():
+    train = {
+        "conv1": gaussian_classes(300, spread=0.1, seed=0),
+        "conv2": gaussian_classes(300, spread=1.0, seed=0),
+    }
+    test = {
+        "conv1": gaussian_classes(200, spread=0.1, seed=1),
+        "conv2": gaussian_classes(200, spread=1.0, seed=1),
+    }
+    ds = layerwise_probe(train, test, kind="sklearn", seeds=(0, 1), Cs=3)
+    assert ds.sizes == {"layer": 2, "seed": 2}
+    np.testing.assert_allclose(ds.accuracy_mean, ds.accuracy.mean("seed"))
+    np.testing.assert_allclose(ds.accuracy_std, ds.accuracy.std("seed", ddof=1))
+    X, y = train["conv2"]
+    expected = SklearnProbe(Cs=3, random_state=1).fit(X, y).score(*test["conv2"])
+    assert float(ds.accuracy.sel(layer="conv2", seed=1)) == expected
+    assert (
+        float(ds.accuracy_mean.sel(layer="conv2"))
+        > float(ds.accuracy_mean.sel(layer="conv1")) + 0.3
+    )
+    torch_ds = layerwise_probe(
+        train, test, kind="torch", seeds=(0, 1), lr=1e-2, max_epochs=10, batch_size=64
+    )
+    assert torch_ds.attrs["kind"] == "torch" and torch_ds.attrs["lr"] == 1e-2
+    assert (torch_ds.accuracy.sel(layer="conv2") > 0.8).all()
+    assert isinstance(torch_ds, xr.Dataset)
+    with pytest.raises(ValueError, match="'torch', 'sklearn'.*got 'svm'"):
+        layerwise_probe(train, test, kind="svm")
+    with pytest.raises(ValueError, match="'conv1' is in train but not in test"):
+        layerwise_probe(train, {"conv2": test["conv2"]}, kind="sklearn")
