@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from neuroalign.training.objectives import MIMBatch, weighted_mse
+
 ENCODER_CHANNELS = (32, 32, 32, 64, 64, 64, 128, 128, 128)
 ENCODER_STRIDES = (2, 1, 1, 2, 1, 1, 2, 1, 1)
 
@@ -146,6 +148,12 @@ class ConvMAE(nn.Module):
         """Returns ``(reconstruction, latent)``."""
         latent = self.forward_encoder(x)
         return self.forward_decoder(latent), latent
+
+    def training_loss(self, batch: MIMBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel MSE of the reconstruction of ``batch.inputs``, weighted by ``batch.loss_weight``
+        (FocusMIM: the hidden pixels). Returns ``(loss, latent)``."""
+        reconstruction, latent = self(batch.inputs)
+        return weighted_mse(reconstruction, batch.target, batch.loss_weight), latent
 
 
 def conv_mae(**kwargs) -> ConvMAE:

@@ -23,6 +23,7 @@ from neuroalign.models import create_model
 from neuroalign.training import augment
 from neuroalign.training.checkpoint import load_checkpoint, save_checkpoint
 from neuroalign.training.config import PretrainConfig
+from neuroalign.training.objectives import MIMBatch
 
 LOG_FIELDS = ("step", "loss", "lr", "decorrelation", "images_per_s", "elapsed_s")
 
@@ -48,8 +49,9 @@ def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.nd
     return order[position * batch_size : (position + 1) * batch_size]
 
 
-def prepare_batch(images_uint8: torch.Tensor, config: PretrainConfig, step: int, device):
-    """(input, target, mask) of ``step``: input is the masked view the network sees.
+def prepare_batch(images_uint8: torch.Tensor, config: PretrainConfig, step: int, device) -> MIMBatch:
+    """The batch of ``step``: augmented images, the masked view the network sees, and the loss
+    weights.
 
     ``images_uint8``: (N, 3, H, W) uint8 training images (on any device).
     """
@@ -65,16 +67,12 @@ def prepare_batch(images_uint8: torch.Tensor, config: PretrainConfig, step: int,
     n, _, h, w = x.shape
     mask = make_mask(config.masking, n, h, w, config.mask_ratio, patch_size=config.patch_size,
                      generator=gen, device=device)
-    return apply_mask(x, mask, config.fill, gen), x, mask
-
-
-def masked_mse(reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean squared error over the pixels where ``mask`` is True (all pixels when None)."""
-    err = (reconstruction.float() - target.float()) ** 2
-    if mask is None:
-        return err.mean()
-    weight = mask.to(err.dtype).expand_as(err)
-    return (err * weight).sum() / weight.sum().clamp(min=1.0)
+    if config.loss_region == "hidden" and config.masking != "none":
+        weight = mask.to(x.dtype)
+    else:
+        weight = torch.ones_like(mask, dtype=x.dtype)
+    return MIMBatch(images=x, inputs=apply_mask(x, mask, config.fill, gen), mask=mask,
+                    target=x, loss_weight=weight)
 
 
 def learning_rate(config: PretrainConfig, step: int) -> float:
@@ -172,20 +170,21 @@ def pretrain(
     with log_path.open("a", newline="") as log_file:
         log = csv.writer(log_file)
         for step in bar:
-            inputs, target, mask = prepare_batch(images, config, step, device)
+            batch = prepare_batch(images, config, step, device)
             if config.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
+                batch.inputs = batch.inputs.contiguous(memory_format=torch.channels_last)
             lr = learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                reconstruction, latent = forward(inputs)
-            loss = masked_mse(reconstruction, target, mask if config.loss_region == "hidden" else None)
+                loss, latent = forward.training_loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
+            if hasattr(model, "after_optimizer_step"):  # e.g. an EMA target encoder
+                model.after_optimizer_step(step, config.steps)
             losses.append(loss.item())
             if config.decorrelation_every and step % config.decorrelation_every == 0:
                 with torch.no_grad():

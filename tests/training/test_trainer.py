@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from neuroalign.training import PretrainConfig, load_checkpoint, load_config, load_model, pretrain
-from neuroalign.training.trainer import batch_indices, masked_mse, prepare_batch
+from neuroalign.training.objectives import weighted_mse
+from neuroalign.training.trainer import batch_indices, prepare_batch
 
 
 def smooth_images(n=256, size=32, seed=0):
@@ -62,14 +63,16 @@ def test_batches_walk_each_epoch_once():
 def test_prepare_batch_masks_the_input_not_the_target():
     images = smooth_images(32)
     cfg = tiny_config(random_resized_crop=False, mask_ratio=0.8)
-    inputs, target, mask = prepare_batch(images, cfg, step=0, device="cpu")
+    batch = prepare_batch(images, cfg, step=0, device="cpu")
+    inputs, target, mask = batch.inputs, batch.target, batch.mask
+    assert torch.equal(batch.loss_weight, mask.float())
     assert mask.float().mean().item() == pytest.approx(0.8, abs=0.03)
     visible = ~mask.expand_as(target)
     assert torch.equal(inputs[visible], target[visible])
     assert not torch.equal(inputs[~visible], target[~visible])
 
 
-def test_masked_mse_against_plain_loop():
+def test_weighted_mse_against_plain_loop():
     rec, tgt = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
     mask = torch.rand(2, 1, 4, 4) > 0.5
     total, count = 0.0, 0
@@ -80,8 +83,8 @@ def test_masked_mse_against_plain_loop():
                     if mask[i, 0, y, x]:
                         total += (rec[i, c, y, x] - tgt[i, c, y, x]).item() ** 2
                         count += 1
-    assert masked_mse(rec, tgt, mask).item() == pytest.approx(total / count, rel=1e-5)
-    assert masked_mse(rec, tgt, None).item() == pytest.approx(((rec - tgt) ** 2).mean().item())
+    assert weighted_mse(rec, tgt, mask).item() == pytest.approx(total / count, rel=1e-5)
+    assert weighted_mse(rec, tgt, None).item() == pytest.approx(((rec - tgt) ** 2).mean().item())
 
 
 def test_recipe_errors_name_the_setting(tmp_path):
