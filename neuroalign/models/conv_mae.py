@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neuroalign.training.objectives import MIMBatch, weighted_mse
+from neuroalign.objectives import MIMBatch, weighted_mse
 
 ENCODER_CHANNELS = (32, 32, 32, 64, 64, 64, 128, 128, 128)
 ENCODER_STRIDES = (2, 1, 1, 2, 1, 1, 2, 1, 1)

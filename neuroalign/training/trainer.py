@@ -23,7 +23,7 @@ from neuroalign.models import create_model
 from neuroalign.training import augment
 from neuroalign.training.checkpoint import load_checkpoint, save_checkpoint
 from neuroalign.training.config import PretrainConfig
-from neuroalign.training.objectives import MIMBatch
+from neuroalign.objectives import MIMBatch
 
 LOG_FIELDS = ("step", "loss", "lr", "decorrelation", "images_per_s", "elapsed_s")
 

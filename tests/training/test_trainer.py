@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from neuroalign.training import PretrainConfig, load_checkpoint, load_config, load_model, pretrain
-from neuroalign.training.objectives import weighted_mse
+from neuroalign.objectives import weighted_mse
 from neuroalign.training.trainer import batch_indices, prepare_batch
 
 
