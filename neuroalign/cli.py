@@ -110,8 +110,8 @@ def _add_extract(sub):
 
 
 def _run_extract(args):
-    from neuroalign.data.stimulus_sets import STIMULUS_SETS, load_stimulus_set
     from neuroalign.data.stimuli import StimulusSet
+    from neuroalign.data.stimulus_sets import STIMULUS_SETS, load_stimulus_set
     from neuroalign.extraction import extract, image_transform
     from neuroalign.training.trainer import resolve_device
 

@@ -166,10 +166,10 @@ def format_table(ds: xr.Dataset, variables: Sequence[str], dim: str = "layer") -
     labels = [str(v) for v in ds[dim].values]
     width = max([len(dim), *map(len, labels)])
     cols = [max(len(v), 9) for v in variables]
-    lines = [f"{dim:<{width}}  " + "  ".join(f"{v:>{c}}" for v, c in zip(variables, cols))]
+    lines = [f"{dim:<{width}}  " + "  ".join(f"{v:>{c}}" for v, c in zip(variables, cols, strict=True))]
     for i, name in enumerate(labels):
         cells = []
-        for v, c in zip(variables, cols):
+        for v, c in zip(variables, cols, strict=True):
             value = float(ds[v].isel({dim: i}).values)
             cells.append(f"{value:>{c}.4g}")
         lines.append(f"{name:<{width}}  " + "  ".join(cells))

@@ -18,12 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 from neuroalign.analysis.decorrelation import decorrelation_torch
-from neuroalign.masking import apply_mask, make_mask
 from neuroalign.models import create_model
+from neuroalign.objectives import MIMBatch
 from neuroalign.training import augment
 from neuroalign.training.checkpoint import load_checkpoint, save_checkpoint
 from neuroalign.training.config import PretrainConfig
-from neuroalign.objectives import MIMBatch
+from neuroalign.views import make_view
 
 LOG_FIELDS = ("step", "loss", "lr", "decorrelation", "images_per_s", "elapsed_s")
 
@@ -51,9 +51,10 @@ def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.nd
 
 def prepare_batch(images_uint8: torch.Tensor, config: PretrainConfig, step: int, device) -> MIMBatch:
     """The batch of ``step``: augmented images, the masked view the network sees, and the loss
-    weights.
+    weights (see ``neuroalign.views.make_view``).
 
-    ``images_uint8``: (N, 3, H, W) uint8 training images (on any device).
+    ``images_uint8``: (N, 3, H, W) uint8 training images, or (N, 4, H, W) with a foreground
+    map as the fourth channel (on any device).
     """
     idx = torch.as_tensor(batch_indices(len(images_uint8), config.batch_size, config.seed, step))
     x = images_uint8[idx.to(images_uint8.device)].to(device, non_blocking=True).float().div_(255)
@@ -64,15 +65,10 @@ def prepare_batch(images_uint8: torch.Tensor, config: PretrainConfig, step: int,
         x = augment.resize(x, config.image_size)
     if config.horizontal_flip:
         x = augment.random_horizontal_flip(x, generator=gen)
-    n, _, h, w = x.shape
-    mask = make_mask(config.masking, n, h, w, config.mask_ratio, patch_size=config.patch_size,
-                     generator=gen, device=device)
-    if config.loss_region == "hidden" and config.masking != "none":
-        weight = mask.to(x.dtype)
-    else:
-        weight = torch.ones_like(mask, dtype=x.dtype)
-    return MIMBatch(images=x, inputs=apply_mask(x, mask, config.fill, gen), mask=mask,
-                    target=x, loss_weight=weight)
+    foreground = None
+    if x.shape[1] == 4:  # RGB + foreground map, cropped together
+        x, foreground = x[:, :3], x[:, 3:]
+    return make_view(x, config, gen, foreground)
 
 
 def learning_rate(config: PretrainConfig, step: int) -> float:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuroalign.training import PretrainConfig, load_checkpoint, load_config, load_model, pretrain
 from neuroalign.objectives import weighted_mse
+from neuroalign.training import PretrainConfig, load_checkpoint, load_config, load_model, pretrain
 from neuroalign.training.trainer import batch_indices, prepare_batch
 
 
