@@ -332,7 +332,7 @@ def average_by(rdms: rsatoolbox.rdm.RDMs, descriptor: str = "subject") -> rsatoo
     for key, column in rdms.rdm_descriptors.items():
         if key == "index":
             continue
-        per_group = [[c for c, v in zip(column, values) if v == g] for g in groups]
+        per_group = [[c for c, v in zip(column, values, strict=True) if v == g] for g in groups]
         if all(len(set(map(str, p))) == 1 for p in per_group):
             kept[key] = [p[0] for p in per_group]
     if "session" in rdms.rdm_descriptors and descriptor != "session":
