@@ -111,3 +111,28 @@ def test_demo_numbers_recomputed_independently(demo_run, shared_data):
     assert np.all((acc >= 0) & (acc <= 1))
     lower, upper = float(results.noise_ceiling_lower), float(results.noise_ceiling_upper)
     assert 0 < lower < upper < 1
+
+
+@pytest.mark.parametrize("module", [
+    "neuroalign", "neuroalign.models", "neuroalign.training", "neuroalign.objectives",
+    "neuroalign.views", "neuroalign.masking", "neuroalign.extraction", "neuroalign.activations",
+    "neuroalign.analysis", "neuroalign.data", "neuroalign.workflows", "neuroalign.cli",
+])
+def test_each_module_imports_on_its_own(module):
+    """Catches import cycles, which only show when a module is the first one imported."""
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, capture_output=True)
+
+
+def test_reading_activations_needs_no_torch(tmp_path):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, neuroalign\n"
+        "from neuroalign.activations import ActivationWriter\n"
+        f"p = {str(tmp_path / 'a.nc')!r}\n"
+        "with ActivationWriter(p, attrs={'model': 'm'}) as w:\n"
+        "    w.write_batch({'layer1': np.ones((2, 3), 'float32')}, ['a', 'b'])\n"
+        "t = neuroalign.open_activations(p)\n"
+        "print(t['layer1']['activation'].shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert "(2, 3)" in out.stdout
