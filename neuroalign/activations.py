@@ -158,7 +158,7 @@ def _coord_values(name: str, values, n: int) -> np.ndarray:
         raise TypeError(
             f"Coordinate {name!r} must hold strings, numbers or booleans; got dtype {values.dtype}."
         )
-    return values
+    return values.astype(np.float32) if values.dtype == np.float16 else values
 
 
 class ActivationWriter:
@@ -253,7 +253,9 @@ class ActivationWriter:
             The final path.
         """
         if self._ds is None:
-            return self.path
+            if self.path.exists() and not self.partial_path.exists():
+                return self.path
+            raise ValueError(f"The writer was aborted; the unfinished file is {self.partial_path}.")
         if self.n_written == 0:
             self.abort()
             raise ValueError(
@@ -320,12 +322,14 @@ class ActivationWriter:
 
     def _define(self, arrays: Mapping[str, np.ndarray], coords: Mapping[str, np.ndarray]) -> None:
         """Create the coordinate variables and layer groups from the first batch."""
-        for name, values in coords.items():
+        for name in coords:
             if name in _RESERVED_COORDS or not name or "/" in name:
                 raise ValueError(
-                    f"Coordinate name {name!r} is not allowed (reserved: {sorted(_RESERVED_COORDS)}; "
-                    "no '/')."
+                    f"Coordinate name {name!r} is not allowed (reserved: "
+                    f"{sorted(_RESERVED_COORDS)}; no '/')."
                 )
+        _check_layer_names(list(arrays), list(coords))
+        for name, values in coords.items():
             if values.dtype.kind == "O":
                 self._ds.createVariable(name, str, ("presentation",))
             elif values.dtype.kind == "b":
@@ -334,7 +338,6 @@ class ActivationWriter:
             else:
                 self._ds.createVariable(name, values.dtype, ("presentation",))
         self._coord_names = list(coords)
-        _check_layer_names(list(arrays), self._coord_names)
         shapes = {layer: values.shape for layer, values in arrays.items()}
         dim_names = _file_dim_names(shapes)
         b = next(iter(shapes.values()))[0]
