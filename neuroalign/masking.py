@@ -4,6 +4,11 @@ Every function works on batched tensors on any device and takes an optional
 ``torch.Generator`` so that masks are reproducible from a seed.
 
 Convention (as in MAE): a mask is a bool tensor of shape (N, 1, H, W), **True = hidden**.
+
+Strategies (``STRATEGIES``): ``periphery`` (only a foveal disk at the fixation is visible),
+``centre`` (the disk is hidden, the periphery visible), ``patches`` (random square patches),
+``fovea`` (the fovea filter of ``neuroalign.foveation``: nothing is replaced, the periphery is
+blurred; its "hidden" region is where the resolution is reduced), ``none``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,15 @@ import math
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
-STRATEGIES = ("periphery", "centre", "patches", "none")
+from neuroalign.fixations import centre_fixations, uniform_fixations
+from neuroalign.foveation import fovea_mask
+
+__all__ = [
+    "STRATEGIES", "FILLS", "fovea_radius", "centre_fixations", "uniform_fixations", "disk_mask",
+    "periphery_mask", "centre_mask", "patch_mask", "make_mask", "fill_values", "apply_mask",
+]
+
+STRATEGIES = ("periphery", "centre", "patches", "fovea", "none")
 FILLS = ("mean", "grey", "noise", "blur")
 
 
@@ -27,30 +40,27 @@ def fovea_radius(height: int, width: int, ratio: float) -> int:
     return int(math.sqrt(height * width * (1.0 - ratio) / math.pi))
 
 
-def centre_fixations(n: int, height: int, width: int, device=None) -> torch.Tensor:
-    """(n, 2) fixation points (y, x) at the image centre (H//2, W//2), as in the reference."""
-    point = torch.tensor([height // 2, width // 2], dtype=torch.float32, device=device)
-    return point.expand(n, 2).clone()
-
-
-def uniform_fixations(
-    n: int, height: int, width: int, generator: torch.Generator | None = None, device=None
-) -> torch.Tensor:
-    """(n, 2) fixation points (y, x) drawn uniformly over the pixel grid."""
-    u = torch.rand(n, 2, generator=generator, device=device)
-    return torch.floor(u * torch.tensor([height, width], device=device, dtype=torch.float32))
-
-
 def disk_mask(
     fixations: torch.Tensor, height: int, width: int, radius: float
 ) -> torch.Tensor:
-    """(N, 1, H, W) bool, True outside the disk of ``radius`` around each fixation (y, x)."""
+    """(N, 1, H, W) bool, True outside the disk(s) of ``radius`` around the fixations.
+
+    Args:
+        fixations: (N, 2) points (y, x), or (N, K, 2) for K fixations per image: then a pixel
+            is visible when it lies within ``radius`` of any of them (the union of the disks).
+    """
+    if fixations.dim() == 2:
+        fixations = fixations.unsqueeze(1)
+    if fixations.dim() != 3 or fixations.shape[-1] != 2:
+        raise ValueError(
+            f"fixations must have shape (N, 2) or (N, K, 2) of (y, x); got {tuple(fixations.shape)}."
+        )
     device = fixations.device
-    yy = torch.arange(height, device=device, dtype=torch.float32).view(1, height, 1)
-    xx = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, width)
-    fy = fixations[:, 0].float().view(-1, 1, 1)
-    fx = fixations[:, 1].float().view(-1, 1, 1)
-    inside = (yy - fy) ** 2 + (xx - fx) ** 2 <= float(radius) ** 2
+    yy = torch.arange(height, device=device, dtype=torch.float32).view(1, 1, height, 1)
+    xx = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, 1, width)
+    fy = fixations[..., 0].float()[..., None, None]
+    fx = fixations[..., 1].float()[..., None, None]
+    inside = ((yy - fy) ** 2 + (xx - fx) ** 2 <= float(radius) ** 2).any(dim=1)
     return (~inside).unsqueeze(1)
 
 
@@ -68,7 +78,8 @@ def periphery_mask(
         n: batch size.
         height, width: image size in pixels.
         ratio: fraction of the image to hide; sets the disk radius (``fovea_radius``).
-        fixations: (n, 2) centres (y, x) in pixels; the image centre when None.
+        fixations: (n, 2) centres (y, x) in pixels, or (n, K, 2) to see the union of K foveal
+            disks (a scanpath); the image centre when None.
 
     Returns:
         (n, 1, H, W) bool mask, True = hidden.
@@ -131,13 +142,24 @@ def make_mask(
     generator: torch.Generator | None = None,
     device=None,
 ) -> torch.Tensor:
-    """Dispatch over ``STRATEGIES``; returns (n, 1, H, W) bool, True = hidden."""
+    """Dispatch over ``STRATEGIES``; returns (n, 1, H, W) bool, True = hidden.
+
+    ``fixations`` ((n, 2) or (n, K, 2), default the centre) place the disk of ``periphery`` and
+    ``centre`` and the fovea of ``fovea`` (the last of K fixations); ``patches`` ignores them.
+    ``ratio`` is unused by ``fovea`` (its fovea is set by ``neuroalign.foveation``'s parameters).
+    """
     if strategy == "periphery":
         return periphery_mask(n, height, width, ratio, fixations, device)
     if strategy == "centre":
         return centre_mask(n, height, width, ratio, fixations, device)
     if strategy == "patches":
         return patch_mask(n, height, width, ratio, patch_size, generator, device)
+    if strategy == "fovea":
+        if fixations is None:
+            fixations = centre_fixations(n, height, width, device=device)
+        if fixations.dim() == 3:
+            fixations = fixations[:, -1]
+        return fovea_mask(fixations, height, width)
     if strategy == "none":
         return torch.zeros(n, 1, height, width, dtype=torch.bool, device=device)
     raise ValueError(f"The masking strategy must be one of {STRATEGIES}; got {strategy!r}.")

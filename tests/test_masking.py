@@ -104,3 +104,27 @@ def test_bad_arguments_name_the_allowed_values():
 def test_masks_follow_the_device_of_fixations():
     fix = torch.zeros(2, 2, device="cpu")
     assert periphery_mask(2, 16, 16, 0.5, fixations=fix).device == fix.device
+
+
+def test_fovea_strategy_hides_what_the_fovea_filter_blurs():
+    fix = torch.tensor([[10.0, 12.0], [31.0, 0.0]])
+    mask = make_mask("fovea", 2, 32, 32, 0.8, fixations=fix)
+    for i, (fy, fx) in enumerate(fix.tolist()):
+        visible = sum((y - fy) ** 2 + (x - fx) ** 2 <= 8.75**2 for y in range(32) for x in range(32))
+        assert (~mask[i, 0]).sum().item() == visible
+    # the centre by default, and the last point of a scanpath
+    assert torch.equal(make_mask("fovea", 1, 32, 32, 0.8), make_mask("fovea", 1, 32, 32, 0.8, fixations=torch.full((1, 2), 16.0)))
+    path = torch.stack([torch.zeros(2, 2), fix], dim=1)
+    assert torch.equal(make_mask("fovea", 2, 32, 32, 0.8, fixations=path), mask)
+
+
+def test_periphery_with_a_scanpath_shows_the_union_of_the_disks():
+    path = torch.tensor([[[8.0, 8.0], [8.0, 24.0], [24.0, 16.0]]])
+    mask = periphery_mask(1, 32, 32, 0.9, fixations=path)
+    r = fovea_radius(32, 32, 0.9)
+    for y in range(32):
+        for x in range(32):
+            seen = any((y - fy) ** 2 + (x - fx) ** 2 <= r**2 for fy, fx in path[0].tolist())
+            assert mask[0, 0, y, x].item() == (not seen)
+    with pytest.raises(ValueError, match=r"\(N, K, 2\)"):
+        periphery_mask(1, 32, 32, 0.9, fixations=torch.zeros(1, 2, 3))
