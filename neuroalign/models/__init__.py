@@ -13,6 +13,8 @@ from collections.abc import Callable
 from torch import nn
 
 from neuroalign.models import conv_mae as _conv_mae
+from neuroalign.models import latent_mim as _latent_mim
+from neuroalign.models import vit_mae as _vit_mae
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -25,6 +27,10 @@ def register_model(name: str, factory: Callable[..., nn.Module]) -> None:
 
 register_model("conv_mae", _conv_mae.conv_mae)
 register_model("conv_mae_tiny", _conv_mae.conv_mae_tiny)
+register_model("vit_mae_small", _vit_mae.vit_mae_small)
+register_model("vit_mae_tiny", _vit_mae.vit_mae_tiny)
+register_model("latent_mim_small", _latent_mim.latent_mim_small)
+register_model("latent_mim_tiny", _latent_mim.latent_mim_tiny)
 
 
 def list_models(pattern: str = "*") -> list[str]:
