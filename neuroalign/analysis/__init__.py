@@ -1,10 +1,15 @@
-"""Analyses of layer activations: decorrelation and dimensionality, linear probes, RSA, plots.
+"""Analyses of layer activations: decorrelation and dimensionality, linear probes, RSA, CKA,
+variance partitioning, plots.
 
 Every function takes plain arrays (n_stimuli, n_features, ...) — numpy, torch or xarray — or a
 mapping {layer_name: array} for the layerwise versions, and returns numbers, rsatoolbox RDMs or
-xarray datasets. The plot_* functions (neuroalign.analysis.plots) import matplotlib on first use.
+xarray datasets. Stimulus-by-stimulus quantities (RDMs, decorrelation L, CKA) also take
+feature chunks (an iterable of (n_stimuli, chunk) arrays, e.g. `layer_chunks(path, layer)`),
+so a layer never has to fit in memory. The plot_* functions (neuroalign.analysis.plots)
+import matplotlib on first use.
 """
 
+from neuroalign.analysis.cka import cka_from_grams, cka_matrix, gram, linear_cka
 from neuroalign.analysis.decorrelation import (
     bootstrap_decorrelation,
     decorrelation,
@@ -13,40 +18,75 @@ from neuroalign.analysis.decorrelation import (
     layerwise_decorrelation,
     participation_ratio,
 )
+from neuroalign.analysis.partitioning import commonality, r_squared, variance_partitioning
 from neuroalign.analysis.probes import LinearProbe, SklearnProbe, layerwise_probe
 from neuroalign.analysis.rsa import (
     COMPARE_METHODS,
     RDM_METHODS,
     calc_rdm,
+    calc_rdms,
     check_and_reorder,
     compare,
     layerwise_rsa,
     noise_ceiling,
 )
+from neuroalign.analysis.rsa_inference import (
+    RESAMPLE,
+    TESTS,
+    bootstrap_rsa,
+    bootstrap_samples,
+    difference_test,
+    rsa_matrix,
+)
+from neuroalign.analysis.streaming import feature_chunks, layer_chunks
 
 __all__ = [
     "COMPARE_METHODS",
     "RDM_METHODS",
+    "RESAMPLE",
+    "TESTS",
     "LinearProbe",
     "SklearnProbe",
     "bootstrap_decorrelation",
+    "bootstrap_rsa",
+    "bootstrap_samples",
     "calc_rdm",
+    "calc_rdms",
     "check_and_reorder",
+    "cka_from_grams",
+    "cka_matrix",
+    "commonality",
     "compare",
     "decorrelation",
     "decorrelation_reference",
     "decorrelation_torch",
+    "difference_test",
+    "feature_chunks",
+    "gram",
+    "layer_chunks",
     "layerwise_decorrelation",
     "layerwise_probe",
     "layerwise_rsa",
+    "linear_cka",
     "noise_ceiling",
     "participation_ratio",
     "plot_layerwise_metric",
     "plot_layerwise_rsa",
+    "plot_partitioning",
     "plot_rdm",
+    "plot_rsa_matrix",
+    "r_squared",
+    "rsa_matrix",
+    "variance_partitioning",
 ]
 
-_PLOTS = ("plot_layerwise_metric", "plot_layerwise_rsa", "plot_rdm")
+_PLOTS = (
+    "plot_layerwise_metric",
+    "plot_layerwise_rsa",
+    "plot_partitioning",
+    "plot_rdm",
+    "plot_rsa_matrix",
+)
 
 
 def __getattr__(name):

@@ -25,6 +25,11 @@ On z-scored units tr(G) = D(n-1), so PR_z = D / (1 + L).
 
 Units that do not vary over the stimuli (max == min) have no z-score; they are left out of
 every standardised metric and counted in ``n_constant_units``.
+
+Streaming: z-scoring is per unit over the stimuli, so a feature chunk holding all n stimuli
+is standardised on its own, and ZZᵀ, X_c X_cᵀ and tr(X_c X_cᵀ) are sums over chunks. With
+chunked input (`chunk_size`, or an iterable of (n, chunk) arrays) only two n × n matrices and
+one chunk are in memory, whatever D (mean |r| then re-reads chunk pairs: D²/2 products).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign.analysis._arrays import as_matrix, check_finite
+from neuroalign.analysis.streaming import feature_chunks, feature_slices, is_array, is_chunks
 
 __all__ = [
     "bootstrap_decorrelation",
@@ -85,18 +91,24 @@ def decorrelation_torch(z):
     return ((total - d) / d).to(work)
 
 
-def _standardize(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """z-scores the varying columns of x (ddof=1). Returns (Z (n, D_varying), n_constant)."""
+def _zscore(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(Z, X_c, n_constant): z-scores (ddof=1) and centred values of the varying columns of x."""
     varying = x.max(axis=0) != x.min(axis=0)
     n_constant = int((~varying).sum())
     if n_constant:
         x = x[:, varying]
-    if x.shape[1] == 0:
+    centred = x - x.mean(axis=0)
+    z = centred / np.sqrt(np.einsum("ij,ij->j", centred, centred) / (x.shape[0] - 1))
+    return z, centred, n_constant
+
+
+def _standardize(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """z-scores the varying columns of x (ddof=1). Returns (Z (n, D_varying), n_constant)."""
+    z, _, n_constant = _zscore(x)
+    if z.shape[1] == 0:
         raise ValueError(
             f"all {n_constant} units are constant over the stimuli; decorrelation is undefined"
         )
-    z = x - x.mean(axis=0)
-    z /= np.sqrt(np.einsum("ij,ij->j", z, z) / (x.shape[0] - 1))
     return z, n_constant
 
 
@@ -150,16 +162,24 @@ def participation_ratio(x, standardize: bool = False) -> float:
     return trace**2 / _gram_sq_norm(a)
 
 
-def decorrelation(x, *, mean_abs_r: bool = True, block_size: int = 1024) -> dict:
+def decorrelation(
+    x, *, mean_abs_r: bool = True, block_size: int = 1024, chunk_size: int | None = None
+) -> dict:
     """FocusMIM decorrelation L (via the Gram matrix), mean |r| and participation ratio.
 
-    Computed in float64.
+    Computed in float64. Chunked input is streamed (see the module docstring): the result
+    equals the in-memory one to float64 rounding.
 
     Args:
-        x: array (n_stimuli, n_units, ...) — numpy, torch or xarray; trailing dims flattened.
+        x: array (n_stimuli, n_units, ...) — numpy, torch, xarray/dask or a netCDF4 variable;
+            trailing dims flattened — or an iterable of (n_stimuli, n_chunk) arrays (e.g.
+            `streaming.layer_chunks(path, layer)`), streamed.
         mean_abs_r: also compute the mean |C_ij| over unit pairs i<j (costs n·D²/2 multiply-adds,
-            in column blocks).
-        block_size: number of columns of C computed at once for mean_abs_r.
+            in column blocks). Streamed, it re-reads pairs of chunks, so x must be an array or
+            a sequence of chunks (not a one-shot iterator).
+        block_size: number of columns of C computed at once for mean_abs_r (in memory).
+        chunk_size: if given, an array x is read and reduced this many units at a time instead
+            of loaded whole (also the block size of mean |r|).
 
     Returns:
         dict with keys L, mean_abs_r (NaN if not computed), participation_ratio (of the raw
@@ -167,6 +187,8 @@ def decorrelation(x, *, mean_abs_r: bool = True, block_size: int = 1024) -> dict
     """
     if not isinstance(block_size, int | np.integer) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer; got {block_size!r}")
+    if chunk_size is not None or is_chunks(x):
+        return _streamed_decorrelation(x, mean_abs_r, chunk_size or 4096)
     x = as_matrix(x)
     check_finite(x)
     z, n_constant = _standardize(x)
@@ -175,6 +197,84 @@ def decorrelation(x, *, mean_abs_r: bool = True, block_size: int = 1024) -> dict
         "mean_abs_r": _mean_abs_r_from_z(z, block_size) if mean_abs_r else float("nan"),
         "participation_ratio": participation_ratio(x),
         "n_units": z.shape[1],
+        "n_constant_units": n_constant,
+    }
+
+
+def _chunk_matrix(chunk, i: int, n: int | None) -> np.ndarray:
+    c = as_matrix(chunk, name=f"feature chunk {i}")
+    if n is not None and c.shape[0] != n:
+        raise ValueError(f"feature chunk {i} has {c.shape[0]} stimuli; chunk 0 had {n}")
+    check_finite(c, name=f"feature chunk {i}")
+    return c
+
+
+def _chunk_getter(x, chunk_size: int):
+    """(number of chunks, get(k) -> chunk k) for inputs that can be read again, else None."""
+    if is_array(x):
+        slices = list(feature_slices(tuple(x.shape), chunk_size))
+        return len(slices), lambda k: x[slices[k]]
+    if isinstance(x, list | tuple):
+        return len(x), x.__getitem__
+    return None
+
+
+def _streamed_mean_abs_r(x, chunk_size: int, n_units: int) -> float:
+    """Mean |C_ij| over i<j from pairs of standardised chunks (chunk i against chunks j >= i)."""
+    count, get = _chunk_getter(x, chunk_size)
+    total = 0.0
+    n = None
+    for i in range(count):
+        zi, _, _ = _zscore(_chunk_matrix(get(i), i, n))
+        n = zi.shape[0]
+        total += np.abs(np.triu(zi.T @ zi, k=1)).sum()
+        for j in range(i + 1, count):
+            zj, _, _ = _zscore(_chunk_matrix(get(j), j, n))
+            total += np.abs(zi.T @ zj).sum()
+    if n_units < 2:
+        return float("nan")
+    return float(total / (n - 1) / (n_units * (n_units - 1) / 2))
+
+
+def _streamed_decorrelation(x, mean_abs_r: bool, chunk_size: int) -> dict:
+    if mean_abs_r and _chunk_getter(x, chunk_size) is None:
+        raise ValueError(
+            "mean_abs_r needs to read the chunks more than once; x is a one-shot iterator. "
+            "Pass mean_abs_r=False, or an array / a list of chunks."
+        )
+    n = gram_z = gram_c = None
+    d = n_constant = 0
+    trace = 0.0
+    for i, chunk in enumerate(feature_chunks(x, chunk_size)):
+        c = _chunk_matrix(chunk, i, n)
+        if n is None:
+            n = c.shape[0]
+            gram_z, gram_c = np.zeros((n, n)), np.zeros((n, n))
+        if not c.flags.owndata:
+            c = c.copy()  # a view of the caller's data: it is modified in place below
+        varying = c.max(axis=0) != c.min(axis=0)
+        n_constant += int((~varying).sum())
+        if not varying.all():
+            c = c[:, varying]
+        c -= c.mean(axis=0)  # in place: one float64 copy of the chunk at a time
+        ss = np.einsum("ij,ij->j", c, c)
+        gram_c += c @ c.T
+        trace += float(ss.sum())
+        c /= np.sqrt(ss / (n - 1))  # now z-scores
+        gram_z += c @ c.T
+        d += c.shape[1]
+    if n is None:
+        raise ValueError("x holds no features (an empty iterable of chunks)")
+    if d == 0:
+        raise ValueError(
+            f"all {n_constant} units are constant over the stimuli; decorrelation is undefined"
+        )
+    sq_norm = float(np.einsum("ij,ij->", gram_z, gram_z))
+    return {
+        "L": (sq_norm / (n - 1) ** 2 - d) / d,
+        "mean_abs_r": _streamed_mean_abs_r(x, chunk_size, d) if mean_abs_r else float("nan"),
+        "participation_ratio": trace**2 / float(np.einsum("ij,ij->", gram_c, gram_c)),
+        "n_units": d,
         "n_constant_units": n_constant,
     }
 
@@ -243,6 +343,11 @@ def bootstrap_decorrelation(
         raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}")
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1); got {ci!r}")
+    if is_chunks(x):
+        raise ValueError(
+            "bootstrap_decorrelation needs the layer in memory (each resample re-standardises "
+            "every unit); got an iterable of chunks. Use decorrelation(x) for streamed input."
+        )
     x = as_matrix(x)
     result = decorrelation(x, mean_abs_r=mean_abs_r, block_size=block_size)
     rng = np.random.default_rng(seed)
@@ -275,18 +380,22 @@ def layerwise_decorrelation(
     ci: float = 0.95,
     bias_correct: bool = True,
     block_size: int = 1024,
+    chunk_size: int | None = None,
 ) -> xr.Dataset:
     """Decorrelation metrics for each layer, as a dataset with dim `layer`.
 
     Args:
         layers: {layer_name: array (n_stimuli, n_units, ...)} or an iterable of
-            (layer_name, array) pairs; arrays are read one at a time.
+            (layer_name, array) pairs; arrays are read one at a time. Without bootstrap an
+            array may also be an iterable of feature chunks (see `decorrelation`).
         mean_abs_r: compute mean |r| (see `decorrelation`).
         n_boot: if > 0, add percentile bootstrap bounds `<metric>_lo` / `<metric>_hi`.
         seed: bootstrap seed (the same for every layer).
         ci: bootstrap interval coverage.
         bias_correct: see `bootstrap_decorrelation`.
         block_size: see `decorrelation`.
+        chunk_size: stream each layer this many units at a time (see `decorrelation`;
+            bootstrap loads the layer whatever this is).
 
     Returns:
         xr.Dataset with dim `layer` and variables L, mean_abs_r, participation_ratio, n_units,
@@ -307,7 +416,9 @@ def layerwise_decorrelation(
                     block_size=block_size,
                 )
             else:
-                row = decorrelation(x, mean_abs_r=mean_abs_r, block_size=block_size)
+                row = decorrelation(
+                    x, mean_abs_r=mean_abs_r, block_size=block_size, chunk_size=chunk_size
+                )
         except ValueError as err:
             raise ValueError(f"layer {name!r}: {err}") from err
         names.append(str(name))

@@ -22,10 +22,13 @@ import numpy as np
 import rsatoolbox
 import xarray as xr
 
+from neuroalign.analysis.streaming import feature_chunks
+
 __all__ = [
     "COMPARE_METHODS",
     "RDM_METHODS",
     "calc_rdm",
+    "calc_rdms",
     "check_and_reorder",
     "compare",
     "layerwise_rsa",
@@ -57,27 +60,6 @@ COMPARE_METHODS = (
 def _check_method(name: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"{name} must be one of {list(valid)}; got {value!r}")
-
-
-def _feature_chunks(x, chunk_size: int):
-    """Yields (n, chunk) pieces of x: an array (n, ...) sliced along features, or x's own chunks."""
-    if hasattr(x, "detach"):  # torch.Tensor
-        x = x.detach().reshape(x.shape[0], -1)
-        for start in range(0, x.shape[1], chunk_size):
-            yield x[:, start : start + chunk_size]
-    elif hasattr(x, "shape") and hasattr(x, "__getitem__") and hasattr(x, "__array__"):
-        # numpy, or lazy arrays (dask, xarray, netCDF4 variables): slice first, then load.
-        if len(x.shape) != 2:
-            x = np.asarray(x).reshape(x.shape[0], -1)
-        for start in range(0, x.shape[1], chunk_size):
-            yield np.asarray(x[:, start : start + chunk_size])
-    elif isinstance(x, Iterable) and not isinstance(x, str | bytes):
-        yield from x
-    else:
-        raise TypeError(
-            "x must be an array (n_stimuli, n_features, ...) or an iterable of (n_stimuli, chunk) "
-            f"arrays; got {type(x).__name__}"
-        )
 
 
 def _check_ids(stimulus_id, n: int | None = None, *, name: str = "stimulus_id") -> np.ndarray:
@@ -130,7 +112,7 @@ def calc_rdm(
     f64 = torch.float64
     gram = sums = shift = lo = hi = None
     n_features = 0
-    for i, chunk in enumerate(_feature_chunks(x, chunk_size)):
+    for i, chunk in enumerate(feature_chunks(x, chunk_size)):
         c = chunk if hasattr(chunk, "detach") else torch.from_numpy(np.asarray(chunk))
         c = c.to(device=device, dtype=f64).reshape(c.shape[0], -1)
         if gram is None:
@@ -149,7 +131,7 @@ def calc_rdm(
             )
         lo, hi = torch.minimum(lo, c.amin(dim=1)), torch.maximum(hi, c.amax(dim=1))
         c = c - shift
-        gram += c @ c.T
+        gram.addmm_(c, c.T)
         sums += c.sum(dim=1)
         n_features += c.shape[1]
     if gram is None or n_features == 0:
@@ -182,6 +164,49 @@ def calc_rdm(
         rdm_descriptors=rdm_descriptors,
         pattern_descriptors={"stimulus_id": ids.tolist()},
     )
+
+
+def calc_rdms(
+    layers: Mapping[str, object] | Iterable[tuple[str, object]],
+    stimulus_id,
+    method: str = "correlation",
+    descriptors: Mapping[str, object] | None = None,
+    chunk_size: int = 4096,
+    device=None,
+) -> rsatoolbox.rdm.RDMs:
+    """One RDM per layer (see `calc_rdm`), concatenated, with the rdm descriptor `layer`.
+
+    Args:
+        layers: {layer_name: activations} or an iterable of (layer_name, activations); each
+            activations is any input `calc_rdm` takes (read one layer at a time).
+        stimulus_id: (n_stimuli,) ids in the row order of every layer's activations.
+        method: one of RDM_METHODS.
+        descriptors: extra rdm descriptors shared by all layers (e.g. {'model': 'mae',
+            'seed': 0}), so that RDMs of several models can be concatenated and told apart.
+        chunk_size, device: see `calc_rdm`.
+
+    Returns:
+        rsatoolbox.rdm.RDMs, one RDM per layer in input order.
+    """
+    items = layers.items() if isinstance(layers, Mapping) else layers
+    rdms = []
+    for name, x in items:
+        try:
+            rdms.append(
+                calc_rdm(
+                    x,
+                    stimulus_id,
+                    method,
+                    {**(descriptors or {}), "layer": str(name)},
+                    chunk_size,
+                    device,
+                )
+            )
+        except ValueError as err:
+            raise ValueError(f"layer {name!r}: {err}") from err
+    if not rdms:
+        raise ValueError("layers is empty: give at least one (layer_name, activations)")
+    return rsatoolbox.rdm.concat(rdms)
 
 
 def compare(model_rdms, brain_rdms, method: str = "spearman", sigma_k=None) -> np.ndarray:
@@ -291,6 +316,7 @@ def layerwise_rsa(
     compare_method: str = "spearman",
     subject_descriptor: str | None = None,
     n_boot: int = 0,
+    resample: str = "stimuli",
     seed: int = 0,
     ci: float = 0.95,
     brain_name: str | None = None,
@@ -308,8 +334,10 @@ def layerwise_rsa(
         compare_method: one of COMPARE_METHODS.
         subject_descriptor: rdm descriptor naming the subject of each brain RDM (several RDMs
             of a subject, e.g. sessions, are averaged); None: each RDM is a subject.
-        n_boot: if > 0, percentile bootstrap CI of the subject-mean similarity over stimuli
-            (the same seeded resamples for every layer; self-pairs of repeated stimuli dropped).
+        n_boot: if > 0, percentile bootstrap CI of the subject-mean similarity (the same
+            seeded resamples for every layer; self-pairs of repeated stimuli dropped).
+        resample: what the bootstrap resamples: 'stimuli', 'subjects' or 'both' (see
+            `rsa_inference`; 'both' is conservative).
         seed: bootstrap seed.
         ci: coverage of the bootstrap interval.
         brain_name: name of the brain RDMs for plots (default: brain_rdms.descriptors['name'],
@@ -320,10 +348,13 @@ def layerwise_rsa(
         xr.Dataset, dims (layer, subject): `similarity` (layer, subject); `mean`, `sem`
         (layer; sem is NaN with one subject); `ci_lo`, `ci_hi` (layer) when n_boot > 0;
         scalar `noise_ceiling_lower`, `noise_ceiling_upper` (NaN with one subject).
-        attrs: rdm_method, compare_method, brain, n_boot, seed, ci.
+        attrs: rdm_method, compare_method, brain, n_boot, resample, seed, ci.
     """
+    from neuroalign.analysis import rsa_inference  # it imports this module
+
     _check_method("rdm_method", rdm_method, RDM_METHODS)
     _check_method("compare_method", compare_method, COMPARE_METHODS)
+    _check_method("resample", resample, rsa_inference.RESAMPLE)
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1); got {ci!r}")
     group_by = subject_descriptor or "index"
@@ -349,14 +380,14 @@ def layerwise_rsa(
         nc_lower, nc_upper = noise_ceiling(brain_rdms, compare_method, group_by)
     else:
         nc_lower = nc_upper = float("nan")
-    if n_boot:
+    if n_boot and resample == "stimuli":
         rng = np.random.default_rng(seed)
         n = brain_rdms.n_cond
         resamples = [rng.integers(0, n, size=n) for _ in range(n_boot)]
         brain_matrices = brain_rdms.get_matrices()
         brain_boot = [_resampled_vectors(brain_matrices, idx) for idx in resamples]
 
-    names, similarity, bounds = [], [], []
+    names, similarity, bounds, models = [], [], [], []
     items = layers.items() if isinstance(layers, Mapping) else layers
     for name, x in items:
         try:
@@ -365,8 +396,9 @@ def layerwise_rsa(
         except ValueError as err:
             raise ValueError(f"layer {name!r}: {err}") from err
         names.append(str(name))
+        models.append(model)
         similarity.append(compare(model, brain_rdms, compare_method)[0] @ averaging)
-        if n_boot:
+        if n_boot and resample == "stimuli":
             model_matrix = model.get_matrices()
             boot = np.array(
                 [
@@ -380,6 +412,17 @@ def layerwise_rsa(
             bounds.append(np.percentile(boot, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]))
     if not names:
         raise ValueError("layers is empty: give at least one (layer_name, activations)")
+    if n_boot and resample != "stimuli":
+        samples = rsa_inference.bootstrap_samples(
+            rsatoolbox.rdm.concat(models),
+            brain_rdms,
+            compare_method,
+            resample=resample,
+            subject_descriptor=subject_descriptor,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        bounds = np.percentile(samples, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100], axis=0).T
 
     similarity = np.array(similarity)  # (layer, subject)
     sem = (
@@ -410,6 +453,7 @@ def layerwise_rsa(
             "brain": brain,
             "subject_descriptor": group_by,
             "n_boot": int(n_boot),
+            "resample": resample,
             "seed": int(seed),
             "ci": float(ci),
         },

@@ -1,0 +1,148 @@
+"""Feature chunks: a layer read (n_stimuli, chunk) at a time, so it never has to fit in memory.
+
+Every stimulus-by-stimulus quantity of the analyses (the n × n Gram matrix behind RDMs, CKA
+and the decorrelation L) is a sum over features, so it can be accumulated over feature chunks
+that each hold all n stimuli. `feature_chunks` slices any array along its features (numpy,
+torch, xarray/dask, or a netCDF4 variable of any rank); `layer_chunks` does so on one layer of
+an activation file, reading only the chunk it yields.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["feature_chunks", "feature_slices", "is_array", "is_chunks", "layer_chunks"]
+
+
+def is_array(x) -> bool:
+    """True for array-likes sliced by `feature_chunks` (numpy, torch, xarray, dask, netCDF4)."""
+    return hasattr(x, "shape") and hasattr(x, "__getitem__") and hasattr(x, "ndim")
+
+
+def is_chunks(x) -> bool:
+    """True for an iterable of (n, chunk) arrays: an iterator, or a list/tuple of arrays.
+
+    A nested list of numbers, or a list of 1-D rows, is an array, not chunks.
+    """
+    if is_array(x) or isinstance(x, str | bytes):
+        return False
+    if isinstance(x, list | tuple):
+        return len(x) > 0 and is_array(x[0]) and x[0].ndim >= 2  # not a list of rows
+    return isinstance(x, Iterable)
+
+
+def feature_slices(shape: tuple[int, ...], chunk_size: int) -> Iterator[tuple]:
+    """Index tuples covering an array (n, ...) in C order of its trailing (feature) dims.
+
+    Each selection holds all n stimuli and at most `chunk_size` features (at least one element
+    of the last dim), so flattening the selected blocks and concatenating them gives the
+    features in the order of `x.reshape(n, -1)`.
+
+    Args:
+        shape: (n, d1, d2, ...) the array's shape.
+        chunk_size: maximum number of features per selection.
+
+    Yields:
+        tuples of ints and slices, starting with slice(None) (all stimuli).
+    """
+    trailing = tuple(int(s) for s in shape[1:])
+    if not trailing:
+        raise ValueError(f"feature_slices needs an array (n, features, ...); got shape {shape}")
+    if math.prod(trailing) == 0:
+        return
+    # the outermost axis whose inner block fits in a chunk is sliced; axes before it are indexed
+    axis = next(a for a in range(len(trailing)) if math.prod(trailing[a + 1 :]) <= chunk_size)
+    step = max(1, chunk_size // math.prod(trailing[axis + 1 :]))
+    for outer in np.ndindex(*trailing[:axis]):
+        for start in range(0, trailing[axis], step):
+            yield (slice(None), *outer, slice(start, min(start + step, trailing[axis])))
+
+
+def feature_chunks(x, chunk_size: int = 4096) -> Iterator:
+    """Yields (n, chunk) pieces of x along its features, or x's own pieces if x is an iterable.
+
+    Arrays are sliced first and loaded second, so lazy arrays (xarray/dask, netCDF4 variables)
+    are read one chunk at a time. Torch tensors stay tensors (on their device); everything
+    else becomes numpy.
+
+    Args:
+        x: array (n_stimuli, ...) — trailing dims are the features, in C order — or an
+            iterable of (n_stimuli, chunk) arrays (yielded as they are).
+        chunk_size: maximum features per chunk when x is an array.
+
+    Yields:
+        (n_stimuli, chunk) arrays (numpy, or torch for torch input).
+    """
+    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    if is_array(x):
+        if len(x.shape) < 2:
+            raise ValueError(
+                f"x must have shape (n_stimuli, n_features, ...); got {tuple(x.shape)}"
+            )
+        is_torch = hasattr(x, "detach")
+        if is_torch:
+            x = x.detach()
+        for sel in feature_slices(tuple(x.shape), chunk_size):
+            block = x[sel]
+            if is_torch:
+                yield block.reshape(block.shape[0], -1)
+            else:
+                block = np.asarray(getattr(block, "values", block))  # xarray -> numpy
+                yield block.reshape(block.shape[0], -1)
+    elif isinstance(x, Iterable) and not isinstance(x, str | bytes):
+        yield from x
+    else:
+        raise TypeError(
+            "x must be an array (n_stimuli, n_features, ...) or an iterable of (n_stimuli, chunk) "
+            f"arrays; got {type(x).__name__}"
+        )
+
+
+def layer_chunks(path: str | Path, layer: str, chunk_size: int = 4096) -> Iterator[np.ndarray]:
+    """Feature chunks of one layer of an activation file, read straight from the netCDF variable.
+
+    Only the selected block is read from disk (a compressed file decompresses whole HDF5
+    chunks — one batch of stimuli, all features — per read, so uncompressed files stream
+    fastest). The file is opened when iteration starts and closed when it ends.
+
+    Args:
+        path: activation file (neuroalign.activations layout).
+        layer: module path (`encoder.block3`) or group path (`encoder/block3`).
+        chunk_size: maximum features per chunk.
+
+    Yields:
+        (n_stimuli, chunk) float32 arrays, features in the order of `activations.flatten`.
+    """
+    import netCDF4
+
+    from neuroalign.activations import group_path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Activation file {path} does not exist.")
+    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    with netCDF4.Dataset(path, "r") as ds:  # check the layer now, not at the first chunk
+        names = [n for n in str(getattr(ds, "layers", "")).split(",") if n]
+    key = str(layer).strip("/")
+    by_group = {group_path(n): n for n in names}
+    if key not in names and key not in by_group:
+        close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(f"No layer {layer!r} in {path}.{hint} It holds {names[:20]}.")
+    return _read_chunks(path, group_path(by_group.get(key, key)), chunk_size)
+
+
+def _read_chunks(path: Path, group: str, chunk_size: int) -> Iterator[np.ndarray]:
+    import netCDF4
+
+    with netCDF4.Dataset(path, "r") as ds:
+        var = ds[group]["activation"]
+        var.set_auto_mask(False)
+        yield from feature_chunks(var, chunk_size)

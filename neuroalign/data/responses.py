@@ -1,0 +1,169 @@
+"""A user's brain responses (netCDF, presentation × neuroid) as per-region rsatoolbox RDMs.
+
+The file holds one data variable with dims ``(presentation, neuroid)`` (in either order),
+Brain-Score's NeuroidAssembly layout: a ``stimulus_id`` coordinate on ``presentation`` and a
+``region`` coordinate on ``neuroid`` (e.g. ``V1``, ``V4``, ``IT``); optionally a ``subject``
+coordinate on ``neuroid``, giving one RDM per (subject, region). Repeated presentations of a
+stimulus (repetitions) are averaged before the RDMs are computed.
+
+Example of writing such a file with xarray::
+
+    xr.DataArray(responses, dims=("presentation", "neuroid"),
+                 coords={"stimulus_id": ("presentation", ids),
+                         "region": ("neuroid", regions)}).to_netcdf("responses.nc")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import xarray as xr
+
+if TYPE_CHECKING:
+    import rsatoolbox.rdm
+
+__all__ = ["load_responses", "responses_to_rdms"]
+
+
+def _pick_variable(ds: xr.Dataset, variable: str | None, path) -> xr.DataArray:
+    candidates = [
+        name for name, v in ds.data_vars.items() if set(v.dims) == {"presentation", "neuroid"}
+    ]
+    if variable is not None:
+        if variable not in ds.data_vars:
+            raise ValueError(
+                f"{path}: the 'variable' parameter must be one of {list(ds.data_vars)}; "
+                f"got {variable!r}."
+            )
+        if set(ds[variable].dims) != {"presentation", "neuroid"}:
+            raise ValueError(
+                f"{path}: variable {variable!r} has dims {ds[variable].dims}; expected "
+                "('presentation', 'neuroid')."
+            )
+        return ds[variable]
+    if len(candidates) != 1:
+        raise ValueError(
+            f"{path}: expected one data variable with dims ('presentation', 'neuroid'); found "
+            f"{candidates or 'none'} among {list(ds.data_vars)}. Name it with variable=..."
+        )
+    return ds[candidates[0]]
+
+
+def responses_to_rdms(
+    responses: xr.DataArray,
+    rdm_method: str = "correlation",
+    *,
+    region_coord: str = "region",
+    subject_coord: str = "subject",
+    name: str = "responses",
+) -> rsatoolbox.rdm.RDMs:
+    """Per-region (and per-subject) RDMs from a (presentation, neuroid) DataArray.
+
+    Args:
+        responses: DataArray (presentation, neuroid) with coords `stimulus_id` (presentation)
+            and `region_coord` (neuroid); optionally `subject_coord` (neuroid).
+        rdm_method: one of neuroalign.analysis.rsa.RDM_METHODS.
+        region_coord: neuroid coord naming each neuroid's region.
+        subject_coord: neuroid coord naming each neuroid's subject (used when present).
+        name: the `dataset` rdm descriptor and the RDMs' name.
+
+    Returns:
+        RDMs, one per region (per subject and region), regions in order of first appearance;
+        rdm descriptors roi, subject (if present), n_neuroids, dataset; pattern descriptor
+        stimulus_id (unique stimuli in order of first appearance).
+    """
+    import rsatoolbox.rdm
+
+    from neuroalign.analysis.rsa import RDM_METHODS, calc_rdm
+
+    if rdm_method not in RDM_METHODS:
+        raise ValueError(f"rdm_method must be one of {list(RDM_METHODS)}; got {rdm_method!r}")
+    if set(responses.dims) != {"presentation", "neuroid"}:
+        raise ValueError(
+            f"{name}: responses must have dims ('presentation', 'neuroid'); got {responses.dims}"
+        )
+    responses = responses.transpose("presentation", "neuroid")
+    for coord, dim in (("stimulus_id", "presentation"), (region_coord, "neuroid")):
+        if coord not in responses.coords or responses[coord].dims != (dim,):
+            raise ValueError(
+                f"{name}: needs a coordinate {coord!r} on dim {dim!r}; it has coords "
+                f"{sorted(map(str, responses.coords))}"
+            )
+    ids = np.asarray(responses["stimulus_id"].values).astype(str)
+    _, first, which = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # unique ids in order of first appearance
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    which = position[which.ravel()]
+    unique = ids[first[order]].tolist()
+    values = np.asarray(responses.values, dtype=np.float64)
+    if len(unique) < len(ids):  # average the repetitions of each stimulus
+        sums = np.zeros((len(unique), values.shape[1]))
+        np.add.at(sums, which, values)
+        values = sums / np.bincount(which, minlength=len(unique))[:, None]
+    regions = np.asarray(responses[region_coord].values).astype(str)
+    has_subject = subject_coord in responses.coords and responses[subject_coord].dims == (
+        "neuroid",
+    )
+    subjects = (
+        np.asarray(responses[subject_coord].values).astype(str)
+        if has_subject
+        else np.full(len(regions), "")
+    )
+    groups = list(dict.fromkeys(zip(subjects.tolist(), regions.tolist(), strict=True)))
+    rdms = []
+    for subject, region in groups:
+        keep = (subjects == subject) & (regions == region)
+        descriptors = {"roi": region, "n_neuroids": int(keep.sum()), "dataset": name}
+        if has_subject:
+            descriptors["subject"] = subject
+        what = f"region {region!r}" + (f" of subject {subject!r}" if has_subject else "")
+        try:
+            rdms.append(calc_rdm(values[:, keep], unique, rdm_method, descriptors))
+        except ValueError as err:
+            raise ValueError(f"{name}, {what}: {err}") from err
+    out = rsatoolbox.rdm.concat(rdms)
+    out.descriptors = {**out.descriptors, "name": name}
+    return out
+
+
+def load_responses(
+    path: str | Path,
+    rdm_method: str = "correlation",
+    *,
+    variable: str | None = None,
+    region_coord: str = "region",
+    subject_coord: str = "subject",
+) -> rsatoolbox.rdm.RDMs:
+    """Per-region RDMs from a netCDF file of responses (presentation × neuroid).
+
+    Args:
+        path: netCDF file (see the module docstring for the layout).
+        rdm_method: 'correlation', 'cosine' or 'euclidean' (as `analysis.calc_rdm`).
+        variable: the data variable to use (default: the only one with dims presentation and
+            neuroid).
+        region_coord: neuroid coord naming the region of each neuroid.
+        subject_coord: neuroid coord naming the subject of each neuroid (optional).
+
+    Returns:
+        RDMs, one per region (per subject and region), with rdm descriptors roi, subject (if
+        any), n_neuroids, dataset (the file's stem) and the pattern descriptor stimulus_id.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a missing coord or variable, NaN responses, a region whose responses are
+            constant for a stimulus — the message names the file and the region.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Responses file {path} does not exist.")
+    with xr.open_dataset(path) as ds:
+        da = _pick_variable(ds, variable, path).load()
+    try:
+        return responses_to_rdms(
+            da, rdm_method, region_coord=region_coord, subject_coord=subject_coord, name=path.stem
+        )
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
