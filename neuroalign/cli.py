@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,13 +49,24 @@ def _add_pretrain(sub):
         "pretrain", help="pretrain a model from a TOML recipe",
         description="Pretrain by masked-image modeling as a recipe says (see pretrain/*.toml). "
         "Writes checkpoint.pt (resumable) and log.csv (loss, learning rate, latent "
-        "decorrelation, images/s) into --out; an existing checkpoint there is resumed.")
+        "decorrelation, images/s) into --out; an existing checkpoint there is resumed. Several "
+        "GPUs or nodes: torchrun --nproc_per_node N --no-python neuroalign pretrain … "
+        "(batch_size is the global batch: the result equals the single-process run).")
     p.add_argument("recipe", type=Path, help="TOML recipe (keys of neuroalign.training.PretrainConfig)")
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--steps", type=int, help="override the recipe's number of steps")
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     p.add_argument("--device", help="override the device ('auto', 'cpu', 'cuda' …)")
     p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    p.add_argument("--max-images", type=int, help="train on the first N images only")
+    p.add_argument("--data-path", help="image folder (dataset = 'folder') or STL-10 root")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (GPU); --no-amp turns it off")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels_last memory format (faster convolutions on recent GPUs)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds a checkpoint")
     p.set_defaults(run=_run_pretrain)
 
@@ -63,9 +75,12 @@ def _run_pretrain(args):
     from neuroalign.training import load_config, pretrain
 
     config = load_config(args.recipe, steps=args.steps, batch_size=args.batch_size,
-                         device=args.device, seed=args.seed)
+                         device=args.device, seed=args.seed, lr=args.lr, max_images=args.max_images,
+                         data_path=args.data_path, amp=args.amp, channels_last=args.channels_last,
+                         compile=args.compile)
     path = pretrain(config, args.out, resume=not args.no_resume)
-    print(f"checkpoint: {path}\nlog:        {args.out / 'log.csv'}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one report
+        print(f"checkpoint: {path}\nlog:        {args.out / 'log.csv'}")
 
 
 def _model_from_arg(name: str, device):
@@ -90,7 +105,8 @@ def _add_extract(sub):
         description="Run a model over stimuli and write the chosen layers' activations to one "
         "netCDF-4 file (a group per layer, 'presentation' dimension with stimulus ids). The "
         "file appears under its name only when complete.")
-    p.add_argument("model", help="a neuroalign checkpoint (.pt), a registered model name, or torchvision/<name>")
+    p.add_argument("model", help="a neuroalign checkpoint (.pt), a registered model name, torchvision/<name> "
+                                 "or timm/<name> (random weights)")
     p.add_argument("--stimuli", required=True,
                    help="a registered stimulus set (kriegeskorte92, cichy92, algonauts78, "
                         "cifar10-train, cifar10-test) or a folder of images")
@@ -106,6 +122,21 @@ def _add_extract(sub):
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage type")
     p.add_argument("--pooling", default=None,
                    help="spatial pooling of conv layers: none (default), 'avg' (global average) or k (k×k grid)")
+    p.add_argument("--tokens", choices=["all", "cls", "mean"], default="all",
+                   help="token choice for transformer outputs (batch, token, feature): all (default), cls or mean")
+    p.add_argument("--projection", choices=["random", "pca"],
+                   help="reduce each layer to --n-components features: seeded Gaussian random projection or PCA "
+                        "(the matrix is stored in the file)")
+    p.add_argument("--n-components", type=int, help="features per layer after --projection")
+    p.add_argument("--pca-fit", type=int, help="fit PCA on the first m stimuli (default min(n, 1000))")
+    p.add_argument("--mask", metavar="STRATEGY[:RATIO[:FILL]]",
+                   help="mask every input before the forward pass, e.g. periphery:0.8:mean or patches:0.6 "
+                        "(strategies of neuroalign.masking; seeded by --seed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random projections and masks (default 0)")
+    p.add_argument("--compression", choices=["zlib", "zstd", "none"], default="zlib",
+                   help="zlib (default, readable everywhere), zstd (faster; MATLAB/R need the HDF5 zstd plugin) or none")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted extraction (OUT.partial) instead of starting afresh")
     p.set_defaults(run=_run_extract)
 
 
@@ -132,16 +163,29 @@ def _run_extract(args):
     elif pooling == "none":
         pooling = None
     attrs["input_size"] = size
+    mask = None
+    if args.mask:
+        parts = args.mask.split(":")
+        if len(parts) > 3:
+            raise ValueError(f"--mask must be STRATEGY[:RATIO[:FILL]]; got {args.mask!r}.")
+        mask = {"strategy": parts[0]}
+        if len(parts) > 1:
+            mask["ratio"] = float(parts[1])
+        if len(parts) > 2:
+            mask["fill"] = parts[2]
     path = extract(model, stimuli, args.layers, args.out, transform=transform,
                    batch_size=args.batch_size, device=device, dtype=args.dtype, pooling=pooling,
-                   attrs=attrs)
+                   tokens=args.tokens, projection=args.projection, n_components=args.n_components,
+                   fit_stimuli=args.pca_fit, mask=mask, seed=args.seed,
+                   compression=None if args.compression == "none" else args.compression,
+                   resume=args.resume, attrs=attrs)
     print(f"activations: {path}")
 
 
 def _add_layers(sub):
     p = sub.add_parser("layers", help="list the module paths of a model's layers",
                        description="Print the layer names (module paths) that extract --layers accepts.")
-    p.add_argument("model", help="a checkpoint (.pt), a registered model name, or torchvision/<name>")
+    p.add_argument("model", help="a checkpoint (.pt), a registered model name, torchvision/<name> or timm/<name>")
     p.set_defaults(run=_run_layers)
 
 
@@ -168,6 +212,9 @@ def _add_decorrelation(sub):
     p.add_argument("activations", type=Path, help="activation file (.nc) from 'neuroalign extract'")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples of stimuli for intervals (default 0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="stream each layer this many features at a time (for layers larger than "
+                        "memory; skips mean |r| and bootstrap, which need the layer twice)")
     _add_analysis_io(p)
     p.set_defaults(run=_run_decorrelation)
 
@@ -175,7 +222,8 @@ def _add_decorrelation(sub):
 def _run_decorrelation(args):
     from neuroalign import workflows
 
-    ds = workflows.decorrelation_from_file(args.activations, args.layers, n_boot=args.bootstrap, seed=args.seed)
+    ds = workflows.decorrelation_from_file(args.activations, args.layers, n_boot=args.bootstrap,
+                                           seed=args.seed, chunk_size=args.chunk_size)
     _finish(ds, args.out, ["L", "L_lo", "L_hi", "mean_abs_r", "participation_ratio", "n_units", "n_constant_units"])
 
 
@@ -220,7 +268,12 @@ def _add_rsa(sub):
                    help="dissimilarity of the model RDMs (rsatoolbox definitions; euclidean is squared / n_features)")
     p.add_argument("--compare", default="spearman",
                    help="RDM comparison: spearman, tau-a, rho-a, corr, cosine, corr_cov … (rsatoolbox)")
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples of stimuli for a CI (default 0)")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for a CI (default 0: none)")
+    p.add_argument("--resample", choices=["stimuli", "subjects", "both"], default="stimuli",
+                   help="what the bootstrap resamples (default stimuli; 'both' is conservative)")
+    p.add_argument("--test", choices=["bootstrap", "ttest"],
+                   help="also test every pair of layers (layer A vs layer B): paired bootstrap over "
+                        "--resample (with --bootstrap resamples, default 1000) or paired t-test over subjects")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--figure", type=Path, help="write the layerwise RSA figure (PNG; an SVG beside it)")
     _add_analysis_io(p)
@@ -231,13 +284,91 @@ def _run_rsa(args):
     from neuroalign import workflows
 
     ds = workflows.rsa_from_file(args.activations, args.brain, args.layers, rdm_method=args.rdm_method,
-                                 compare_method=args.compare, n_boot=args.bootstrap, seed=args.seed)
+                                 compare_method=args.compare, n_boot=args.bootstrap,
+                                 resample=args.resample, seed=args.seed)
+    if args.test:
+        tests = workflows.layer_differences_from_file(
+            args.activations, args.brain, args.layers, rdm_method=args.rdm_method,
+            compare_method=args.compare, test=args.test, resample=args.resample,
+            n_boot=args.bootstrap or 1000, seed=args.seed)
+        ds = ds.merge(tests.rename({k: f"diff_{k}" for k in tests.data_vars}), combine_attrs="drop_conflicts")
     _finish(ds, args.out, ["mean", "sem", "ci_lo", "ci_hi"])
     print(f"noise ceiling: lower {float(ds.noise_ceiling_lower):.3f}, upper {float(ds.noise_ceiling_upper):.3f}")
+    if args.test:
+        layers = list(ds.layer.values)
+        print(f"\nlayer A vs layer B ({args.test}): difference of mean similarity, p-value")
+        for i, a in enumerate(layers):
+            for b in layers[i + 1:]:
+                d = tests.isel(layer_a=i, layer_b=layers.index(b))
+                print(f"  {a} − {b}: {float(d.difference):+.4f}  p = {float(d.p_value):.3g}")
     if args.figure:
         from neuroalign.analysis.plots import plot_layerwise_rsa
 
         for path in plot_layerwise_rsa(ds, args.figure):
+            print(f"figure: {path}")
+
+
+def _add_compare_models(sub):
+    p = sub.add_parser(
+        "compare-models", help="layer × layer similarity of two models (RSA or CKA)",
+        description="Compare every layer of one activation file with every layer of another "
+        "(checkpoints, seeds, architectures) on the same stimuli: RSA of their RDMs (matched by "
+        "stimulus_id) or linear CKA. Prints the matrix; writes netCDF and a heatmap on request.")
+    p.add_argument("a", type=Path, help="activation file of the first model")
+    p.add_argument("b", type=Path, nargs="?", help="activation file of the second model (default: a itself)")
+    p.add_argument("--method", default="spearman",
+                   help="'cka' (linear CKA) or an rsatoolbox RDM comparison: spearman, tau-a, corr … (default spearman)")
+    p.add_argument("--debiased", action="store_true", help="debiased CKA (with --method cka)")
+    p.add_argument("--rdm-method", default="correlation", choices=["correlation", "cosine", "euclidean"],
+                   help="dissimilarity of the RDMs (RSA only)")
+    p.add_argument("--out", type=Path, help="write the matrix to this netCDF file")
+    p.add_argument("--figure", type=Path, help="write a heatmap (PNG; an SVG beside it)")
+    p.set_defaults(run=_run_compare_models)
+
+
+def _run_compare_models(args):
+    from neuroalign import workflows
+
+    da = workflows.model_similarity_from_files(args.a, args.b, method=args.method,
+                                               rdm_method=args.rdm_method, debiased=args.debiased)
+    print(da.to_pandas().round(3).to_string())
+    if args.out:
+        print(f"results: {workflows.save_results(da.to_dataset(name=da.name or 'similarity'), args.out)}")
+    if args.figure:
+        from neuroalign.analysis.plots import plot_rsa_matrix
+
+        for path in plot_rsa_matrix(da, args.figure):
+            print(f"figure: {path}")
+
+
+def _add_partition(sub):
+    p = sub.add_parser(
+        "partition", help="unique and shared variance of a brain RDM explained by model layers",
+        description="Variance partitioning (commonality analysis): regress the brain RDM (subjects "
+        "averaged) on 2-6 model-layer RDMs and split the explained variance into the parts unique "
+        "to each model and shared by each subset.")
+    p.add_argument("models", nargs="+", help="model layers as FILE.nc:LAYER (2 to 6)")
+    p.add_argument("--brain", default="kriegeskorte-hit", help="brain RDMs (as for 'neuroalign rsa')")
+    p.add_argument("--rdm-method", default="correlation", choices=["correlation", "cosine", "euclidean"],
+                   help="dissimilarity of the model RDMs")
+    p.add_argument("--rank", action="store_true", help="regress ranks of the dissimilarities")
+    p.add_argument("--out", type=Path, help="write the results dataset to this netCDF file")
+    p.add_argument("--figure", type=Path, help="write a bar chart of the parts (PNG; an SVG beside it)")
+    p.set_defaults(run=_run_partition)
+
+
+def _run_partition(args):
+    from neuroalign import workflows
+
+    ds = workflows.partition_from_files(args.brain, args.models, rdm_method=args.rdm_method, rank=args.rank)
+    print(workflows.format_table(ds, ["commonality", "fraction"], dim="part"))
+    print(f"total R²: {float(ds.total_r2):.4f}")
+    if args.out:
+        print(f"results: {workflows.save_results(ds, args.out)}")
+    if args.figure:
+        from neuroalign.analysis.plots import plot_partitioning
+
+        for path in plot_partitioning(ds, args.figure):
             print(f"figure: {path}")
 
 
@@ -256,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"neuroalign {__version__}")
     sub = parser.add_subparsers(title="sub-commands", metavar="COMMAND", required=True)
-    for add in (_add_demo, _add_pretrain, _add_extract, _add_layers, _add_decorrelation, _add_probe, _add_rsa):
+    for add in (_add_demo, _add_pretrain, _add_extract, _add_layers, _add_decorrelation, _add_probe,
+                _add_rsa, _add_compare_models, _add_partition):
         add(sub)
     return parser
 

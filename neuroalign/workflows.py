@@ -49,6 +49,11 @@ def load_brain_rdms(name: str):
 
             rdms = average_by(rdms, subject)  # one RDM per subject: sessions averaged
         return rdms, subject
+    if name.endswith(".nc"):
+        from neuroalign.data.responses import load_responses
+
+        rdms = load_responses(name)
+        return rdms, "subject" if "subject" in rdms.rdm_descriptors else None
     if os.path.sep in name or name.endswith((".hdf5", ".h5", ".pkl")):
         from neuroalign.data.brain import load_rdms_file
 
@@ -56,8 +61,8 @@ def load_brain_rdms(name: str):
         return rdms, "subject" if "subject" in rdms.rdm_descriptors else None
     close = difflib.get_close_matches(name, list(BRAIN_DATA), n=3, cutoff=0.4)
     raise ValueError(
-        f"Unknown brain data {name!r}; valid names: {', '.join(BRAIN_DATA)}, or the path of an "
-        "rsatoolbox RDMs file." + (f" Did you mean {close[0]!r}?" if close else "")
+        f"Unknown brain data {name!r}; valid names: {', '.join(BRAIN_DATA)}, the path of an "
+        "rsatoolbox RDMs file, or a responses netCDF (presentation × neuroid, 'region' coord)." + (f" Did you mean {close[0]!r}?" if close else "")
     )
 
 
@@ -71,6 +76,20 @@ def iter_layers(path: str | Path, layers: Sequence[str] | None = None) -> Iterat
         tree.close()
 
 
+def iter_layer_chunks(path: str | Path, layers: Sequence[str] | None = None, chunk_size: int = 4096):
+    """(layer, iterator of (n_stimuli, ≤ chunk_size) feature chunks) for each layer: memory stays
+    bounded by one chunk whatever the layer's size."""
+    from neuroalign.analysis.streaming import layer_chunks
+
+    tree = open_activations(path, chunks=None)
+    try:
+        names = list(layers or layer_names(tree))
+    finally:
+        tree.close()
+    for layer in names:
+        yield layer, layer_chunks(path, layer, chunk_size)
+
+
 def stimulus_coords(path: str | Path) -> xr.Dataset:
     """The presentation coordinates (``stimulus_id``, ``label`` …) of an activation file."""
     tree = open_activations(path, chunks=None)
@@ -80,11 +99,23 @@ def stimulus_coords(path: str | Path) -> xr.Dataset:
         tree.close()
 
 
-def decorrelation_from_file(path, layers=None, *, n_boot: int = 0, seed: int = 0) -> xr.Dataset:
-    """Decorrelation L, mean |r| and participation ratio of every layer of an activation file."""
+def decorrelation_from_file(
+    path, layers=None, *, n_boot: int = 0, seed: int = 0, chunk_size: int | None = None
+) -> xr.Dataset:
+    """Decorrelation L, mean |r| and participation ratio of every layer of an activation file.
+
+    With ``chunk_size`` each layer is streamed in feature chunks (memory bounded by the n × n
+    Gram matrix and one chunk); mean |r| and bootstrap intervals then are not computed, since
+    they need the layer more than once.
+    """
     from neuroalign.analysis.decorrelation import layerwise_decorrelation
 
-    ds = layerwise_decorrelation(iter_layers(path, layers), n_boot=n_boot, seed=seed)
+    if chunk_size:
+        if n_boot:
+            raise ValueError("Bootstrap intervals need the whole layer: drop chunk_size or n_boot.")
+        ds = layerwise_decorrelation(iter_layer_chunks(path, layers, chunk_size), mean_abs_r=False)
+    else:
+        ds = layerwise_decorrelation(iter_layers(path, layers), n_boot=n_boot, seed=seed)
     ds.attrs["activations"] = str(path)
     return ds
 
@@ -97,22 +128,101 @@ def rsa_from_file(
     rdm_method: str = "correlation",
     compare_method: str = "spearman",
     n_boot: int = 0,
+    resample: str = "stimuli",
     seed: int = 0,
+    chunk_size: int = 4096,
 ) -> xr.Dataset:
     """RSA of every layer of an activation file against brain RDMs, with the noise ceiling.
 
-    Stimuli are matched by ``stimulus_id``, not by position.
+    Stimuli are matched by ``stimulus_id``, not by position. Layers are streamed from the
+    file ``chunk_size`` features at a time, so a layer never has to fit in memory.
+    ``resample`` ('stimuli', 'subjects', 'both') chooses what the bootstrap resamples.
     """
     from neuroalign.analysis.rsa import layerwise_rsa
 
     rdms, subject = load_brain_rdms(brain)
     ids = stimulus_coords(path)["stimulus_id"].values
     ds = layerwise_rsa(
-        iter_layers(path, layers), ids, rdms,
+        iter_layer_chunks(path, layers, chunk_size), ids, rdms,
         rdm_method=rdm_method, compare_method=compare_method, subject_descriptor=subject,
-        n_boot=n_boot, seed=seed, brain_name=brain,
+        n_boot=n_boot, resample=resample, seed=seed, brain_name=brain, chunk_size=chunk_size,
     )
     ds.attrs["activations"] = str(path)
+    return ds
+
+
+def layer_rdms_from_file(path, layers=None, *, rdm_method: str = "correlation",
+                         chunk_size: int = 4096, descriptors=None):
+    """One rsatoolbox RDM per layer of an activation file (rdm descriptor ``layer``)."""
+    from neuroalign.analysis.rsa import calc_rdms
+
+    ids = stimulus_coords(path)["stimulus_id"].values
+    return calc_rdms(iter_layer_chunks(path, layers, chunk_size), ids, rdm_method,
+                     descriptors=descriptors, chunk_size=chunk_size)
+
+
+def layer_differences_from_file(
+    path, brain: str = "kriegeskorte-hit", layers=None, *, rdm_method: str = "correlation",
+    compare_method: str = "spearman", test: str = "bootstrap", resample: str = "stimuli",
+    n_boot: int = 1000, seed: int = 0,
+) -> xr.Dataset:
+    """Is layer A closer to the brain than layer B? Every pair of layers, tested
+    (``analysis.difference_test``: paired bootstrap, or a paired t-test over subjects)."""
+    from neuroalign.analysis.rsa_inference import difference_test
+
+    rdms, subject = load_brain_rdms(brain)
+    model = layer_rdms_from_file(path, layers, rdm_method=rdm_method)
+    ds = difference_test(model, rdms, compare_method, test=test, resample=resample,
+                         subject_descriptor=subject, n_boot=n_boot, seed=seed)
+    ds.attrs.update(activations=str(path), brain=brain)
+    return ds
+
+
+def model_similarity_from_files(
+    path_a, path_b=None, layers_a=None, layers_b=None, *, method: str = "spearman",
+    rdm_method: str = "correlation", debiased: bool = False,
+) -> xr.DataArray:
+    """Layer × layer similarity of two models (or one with itself) on the same stimuli:
+    RSA of their RDMs (``method`` an rsatoolbox comparison) or linear CKA (``method='cka'``)."""
+    path_b = path_b or path_a
+    if method == "cka":
+        from neuroalign.analysis.cka import cka_matrix
+
+        ids_a = stimulus_coords(path_a)["stimulus_id"].values
+        ids_b = stimulus_coords(path_b)["stimulus_id"].values
+        if not np.array_equal(ids_a, ids_b):
+            raise ValueError(
+                f"CKA needs the same stimuli in the same order: {path_a} and {path_b} differ "
+                f"(e.g. {sorted(set(ids_a) ^ set(ids_b))[:10]} or their order)."
+            )
+        da = cka_matrix(iter_layers(path_a, layers_a), dict(iter_layers(path_b, layers_b)),
+                        debiased=debiased)
+    else:
+        from neuroalign.analysis.rsa_inference import rsa_matrix
+
+        da = rsa_matrix(layer_rdms_from_file(path_a, layers_a, rdm_method=rdm_method),
+                        layer_rdms_from_file(path_b, layers_b, rdm_method=rdm_method), method)
+    da.attrs.update(a=str(path_a), b=str(path_b), method=method)
+    return da
+
+
+def partition_from_files(brain: str, models: Sequence[str], *, rdm_method: str = "correlation",
+                         rank: bool = False) -> xr.Dataset:
+    """Unique and shared variance of a brain RDM explained by 2-6 model layers.
+
+    ``models``: ``"path.nc:layer"`` strings (the layer's module path after the last colon).
+    """
+    from neuroalign.analysis.partitioning import variance_partitioning
+
+    rdms, _ = load_brain_rdms(brain)
+    named = {}
+    for spec in models:
+        path, sep, layer = str(spec).rpartition(":")
+        if not sep or not path:
+            raise ValueError(f"Give each model as 'file.nc:layer'; got {spec!r}.")
+        named[f"{Path(path).stem}:{layer}"] = layer_rdms_from_file(path, [layer], rdm_method=rdm_method)
+    ds = variance_partitioning(rdms, named, rank=rank)
+    ds.attrs.update(brain=brain, models=", ".join(map(str, models)))
     return ds
 
 

@@ -8,9 +8,11 @@ from neuroalign.data.brain import (
     load_kriegeskorte_hit,
     load_kriegeskorte_mit,
     load_kriegeskorte_models,
+    average_by,
     load_rdms_file,
     match_stimuli,
 )
+from neuroalign.data.responses import load_responses
 from neuroalign.data.cifar import load_cifar10
 from neuroalign.data.files import FILES, cache_dir, data_root, fetch, sha256sum
 from neuroalign.data.stimuli import StimulusSet
@@ -23,6 +25,8 @@ from neuroalign.data.stimulus_sets import (
 )
 
 __all__ = [
+    "average_by",
+    "load_responses",
     "FILES",
     "STIMULUS_SETS",
     "StimulusSet",

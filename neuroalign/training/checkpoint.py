@@ -1,15 +1,18 @@
 """Checkpoints: one ``.pt`` file holding model, optimiser, step and the run's settings.
 
 Every random choice of a run is derived from ``(seed, step)`` (see ``trainer.step_generator``),
-so model + optimiser + step is all it takes to resume exactly.
+so model + optimiser + step (the data position) is all it takes to resume exactly. The
+process's RNG states are stored as well, for completeness and for code outside the trainer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from neuroalign.models import create_model
@@ -31,6 +34,8 @@ def save_checkpoint(path: str | Path, *, model, optimizer, config: dict, step: i
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "config": config,
         "step": step,
+        "seed": config.get("seed"),
+        "rng_states": rng_states(),
         "torch_version": torch.__version__,
         "extra": extra or {},
     }
@@ -38,6 +43,26 @@ def save_checkpoint(path: str | Path, *, model, optimizer, config: dict, step: i
     torch.save(state, tmp)
     os.replace(tmp, path)
     return path
+
+
+def rng_states() -> dict:
+    """The random states of torch (CPU and every CUDA device), NumPy and Python's ``random``."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_states(states: dict) -> None:
+    """Put back what :func:`rng_states` recorded (CUDA states only when the device count matches)."""
+    torch.set_rng_state(states["torch"].cpu())
+    cuda = states.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -1,63 +1,106 @@
-"""The pretraining loop: masked-image modeling with a foveal mask, on any device.
+"""The pretraining loop: masked-image modeling with a foveal mask, on any device, on 1…N processes.
 
 Reproducibility by construction: the images of step ``s``, their crops, flips, masks and fills
-all come from a generator seeded with ``(seed, s)``, so a run stopped at step N/2 and resumed
-ends with exactly the weights of an uninterrupted run.
+all come from a generator seeded with ``(seed, s)``, and the global torch RNG is reseeded from
+``(seed, s)`` at every step (for any randomness inside a model), so a run stopped at step N/2
+and resumed ends with exactly the weights of an uninterrupted run. The model's initial weights
+come from ``seed`` too.
+
+Several processes (``torchrun``, see :mod:`neuroalign.training.distributed`): ``batch_size`` is
+the global batch. Every process builds the same global batch and trains on its slice; each
+rank's loss is rescaled so that the mean over ranks (what DistributedDataParallel's gradient
+averaging computes) is the loss of the whole batch. The single-process equivalent of a run on
+W processes is the same recipe run without torchrun.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from neuroalign.analysis.decorrelation import decorrelation_torch
 from neuroalign.models import create_model
 from neuroalign.objectives import MIMBatch
-from neuroalign.training import augment
-from neuroalign.training.checkpoint import load_checkpoint, save_checkpoint
+from neuroalign.training import augment, distributed
+from neuroalign.training.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
 from neuroalign.training.config import PretrainConfig
-from neuroalign.views import make_view
+from neuroalign.training.distributed import resolve_device
+from neuroalign.training.log import LOG_FIELDS, format_row, start_log
+from neuroalign.views import make_view, needs_foreground
 
-LOG_FIELDS = ("step", "loss", "lr", "decorrelation", "images_per_s", "elapsed_s")
+__all__ = [
+    "LOG_FIELDS",
+    "batch_indices",
+    "learning_rate",
+    "attach_foreground",
+    "load_training_images",
+    "make_optimizer",
+    "prepare_batch",
+    "pretrain",
+    "resolve_device",
+    "slice_batch",
+    "step_generator",
+    "step_seed",
+]
+
+#: Settings that may change when a run is resumed (they do not change what is computed, or
+#: only its speed / float rounding).
+RESUMABLE_CHANGES = frozenset({
+    "device", "amp", "channels_last", "compile", "pin_memory", "dist_backend",
+    "log_every", "decorrelation_every", "checkpoint_every",
+})
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def step_seed(seed: int, step: int) -> int:
+    """The integer seed of every random choice at ``step`` of a run seeded with ``seed``."""
+    return seed * 1_000_003 + step
 
 
 def step_generator(seed: int, step: int, device) -> torch.Generator:
     """The generator of every random choice at ``step``."""
     gen = torch.Generator(device=device)
-    gen.manual_seed(seed * 1_000_003 + step)
+    gen.manual_seed(step_seed(seed, step))
     return gen
 
 
 def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """Images of ``step``: epochs are seeded permutations, walked ``batch_size`` at a time."""
-    per_epoch = max(n_images // batch_size, 1)
+    """Images of ``step``: epochs are seeded permutations, walked ``batch_size`` at a time.
+
+    An epoch is ``n_images // batch_size`` steps (the incomplete last batch is dropped).
+    """
+    if n_images < batch_size:
+        raise ValueError(f"batch_size {batch_size} is larger than the {n_images} training images.")
+    per_epoch = n_images // batch_size
     epoch, position = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(n_images)
     return order[position * batch_size : (position + 1) * batch_size]
 
 
 def prepare_batch(images_uint8: torch.Tensor, config: PretrainConfig, step: int, device) -> MIMBatch:
-    """The batch of ``step``: augmented images, the masked view the network sees, and the loss
-    weights (see ``neuroalign.views.make_view``).
+    """The (global) batch of ``step``: augmented images, the masked view the network sees, and
+    the loss weights (see ``neuroalign.views.make_view``).
 
-    ``images_uint8``: (N, 3, H, W) uint8 training images, or (N, 4, H, W) with a foreground
-    map as the fourth channel (on any device).
+    Args:
+        images_uint8: (N, 3, H, W) uint8 training images, or (N, 4, H, W) with a foreground
+            map as the fourth channel (on any device).
+        config: the run's settings.
+        step: the step number (0-based).
+        device: where the batch is built.
     """
+    device = torch.device(device)
     idx = torch.as_tensor(batch_indices(len(images_uint8), config.batch_size, config.seed, step))
-    x = images_uint8[idx.to(images_uint8.device)].to(device, non_blocking=True).float().div_(255)
+    x = images_uint8[idx.to(images_uint8.device)]
+    if device.type == "cuda" and x.device.type == "cpu" and config.pin_memory:
+        x = x.pin_memory()  # the caching host allocator keeps it alive until the copy is done
+    x = x.to(device, non_blocking=True).float().div_(255)
     gen = step_generator(config.seed, step, device)
     if config.random_resized_crop:
         x = augment.random_resized_crop(x, config.image_size, config.crop_scale, config.crop_ratio, gen)
@@ -71,34 +114,64 @@ def prepare_batch(images_uint8: torch.Tensor, config: PretrainConfig, step: int,
     return make_view(x, config, gen, foreground)
 
 
+def slice_batch(batch: MIMBatch, index: slice) -> MIMBatch:
+    """The images ``index`` of every tensor field of a batch (a rank's share)."""
+    values = {}
+    for f in dataclasses.fields(batch):
+        value = getattr(batch, f.name)
+        values[f.name] = value[index] if isinstance(value, torch.Tensor) and value.ndim else value
+    return dataclasses.replace(batch, **values)
+
+
 def learning_rate(config: PretrainConfig, step: int) -> float:
+    """Linear warm-up over ``warmup_steps`` from lr/warmup_steps to ``lr``, then constant, or
+    with ``cosine_schedule`` a half cosine from ``lr`` down to ``min_lr`` at ``steps``."""
     if config.warmup_steps and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.cosine_schedule:
         progress = (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1)
-        return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return config.min_lr + (config.lr - config.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
     return config.lr
 
 
+def make_optimizer(model: nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
+    """Adam (FocusMIM: weight decay 1e-8 added to the gradient) or AdamW (decoupled decay)."""
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+               betas=config.betas, eps=config.eps)
+
+
 def load_training_images(config: PretrainConfig, progress: bool = True) -> torch.Tensor:
-    """(N, 3, H, W) uint8 training images of the configured dataset."""
-    if config.dataset == "cifar10":
-        from neuroalign.data.cifar import load_cifar10
+    """(N, 3, H, W) uint8 training images of the configured dataset (see ``neuroalign.data.datasets``)."""
+    from neuroalign.data.datasets import load_images
 
-        stimuli = load_cifar10("train")
-        images = stimuli.images
-    else:
-        from neuroalign.data.stimuli import StimulusSet
+    return load_images(config.dataset, path=config.data_path, split=config.data_split,
+                       image_size=config.image_size, max_images=config.max_images,
+                       download=config.download, progress=progress)
 
-        stimuli = StimulusSet.from_folder(config.data_path)
-        size = config.image_size
-        images = np.stack([
-            np.asarray(stimuli.image(i).resize((size, size)))
-            for i in tqdm(range(len(stimuli)), desc="reading images", disable=not progress)
-        ])
-    if config.max_images:
-        images = images[: config.max_images]
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+
+def attach_foreground(images: torch.Tensor, config: PretrainConfig, progress: bool = True) -> torch.Tensor:
+    """(N, 3, H, W) uint8 images → (N, 4, H, W) with rembg foreground maps as the 4th channel.
+
+    The maps come from :func:`neuroalign.data.foreground.foreground_maps` with
+    ``config.foreground_model`` (cached on disk, so only the first run pays for them).
+    """
+    from neuroalign.data.foreground import foreground_maps
+
+    maps = torch.from_numpy(np.asarray(foreground_maps(images, model=config.foreground_model,
+                                                       progress=progress)))
+    return torch.cat([images, maps.to(images.device).unsqueeze(1)], dim=1)
+
+
+class _TrainingLoss(nn.Module):
+    """``forward(batch) = model.training_loss(batch)``: the call DistributedDataParallel wraps."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: MIMBatch):
+        return self.model.training_loss(batch)
 
 
 def pretrain(
@@ -112,68 +185,105 @@ def pretrain(
 ) -> Path:
     """Train ``config.model`` by masked-image modeling; returns the final checkpoint's path.
 
-    Writes into ``out_dir``: ``checkpoint.pt`` (latest, resumable), ``log.csv`` (step, loss,
-    learning rate, latent decorrelation L, throughput). With ``resume`` an existing checkpoint in
-    ``out_dir`` is continued. ``stop_at`` ends the run early at that step (with a checkpoint), as
-    an interruption would.
+    Writes into ``out_dir`` (the process of rank 0 only): ``checkpoint.pt`` (latest,
+    resumable) and ``log.csv`` (see :mod:`neuroalign.training.log`: loss, learning rate,
+    latent decorrelation L, throughput). With ``resume`` an existing checkpoint in ``out_dir``
+    is continued. ``stop_at`` ends the run early at that step (with a checkpoint), as an
+    interruption would. Under ``torchrun`` every process calls this function; see the
+    module docstring.
 
     Args:
-        images: (N, 3, H, W) uint8 training images; loaded from ``config.dataset`` when None.
+        config: the run's settings.
+        out_dir: the run folder (created).
+        images: (N, 3, H, W) uint8 training images, or (N, 4, H, W) with a foreground map as
+            the fourth channel; loaded from ``config.dataset`` when None.
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        progress: print the settings and show a progress bar.
+        stop_at: stop after this many steps in all (≤ ``config.steps``).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
+    info = distributed.setup(config.device, config.dist_backend)
+    try:
+        return _pretrain(config, out_dir, info, images, resume, progress and info.is_main, stop_at)
+    finally:
+        distributed.teardown(info)
+
+
+def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
+    device = info.device
+    share = distributed.rank_slice(config.batch_size, info)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest conv kernels
     torch.manual_seed(config.seed)  # model initialisation
     model = create_model(config.model, **config.model_kwargs).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
 
     ckpt_path = out_dir / "checkpoint.pt"
     start = 0
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
-        if state["config"] != config.to_dict():
+        changed = _config_changes(state["config"], config)
+        if changed:
             raise ValueError(
-                f"{ckpt_path} was written with other settings; use another --out or resume=False."
+                f"{ckpt_path} was written with other settings ({', '.join(changed)}); use another "
+                "output folder, or resume=False (--no-resume) to start afresh."
             )
         model.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
+        if state.get("rng_states"):
+            restore_rng_states(state["rng_states"])
         start = state["step"]
-    if images is None:
-        images = load_training_images(config, progress)
-    if device.type == "cuda":
-        images = images.pin_memory()
-    forward = torch.compile(model) if config.compile else model
 
-    n_params = sum(p.numel() for p in model.parameters())
+    given = images
+    if info.is_main:  # rank 0 first: it may download and fill caches; the others then read them
+        images = _training_images(given, config, progress)
+    distributed.barrier(info)
+    if not info.is_main:
+        images = _training_images(given, config, progress=False)
+
+    loss_module = _TrainingLoss(model)
+    wrapped: nn.Module = loss_module
+    if info.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        wrapped = nn.parallel.DistributedDataParallel(loss_module, device_ids=device_ids)
+    if config.compile:
+        wrapped = torch.compile(wrapped)
+
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
     if progress:
-        print(
-            f"pretraining {config.model} ({n_params / 1e6:.2f} M parameters) on {device}: "
-            f"{len(images)} images at {config.image_size} px, masking={config.masking} "
-            f"(ratio {config.mask_ratio}, fill {config.fill}, loss on {config.loss_region} pixels), "
-            f"batch {config.batch_size}, lr {config.lr:g}, steps {start}→{config.steps}"
-        )
+        _print_settings(config, model, device, info, len(images), start, end)
 
     log_path = out_dir / "log.csv"
-    _truncate_log(log_path, start)
-    end = config.steps if stop_at is None else min(stop_at, config.steps)
-    bar = tqdm(range(start, end), desc="pretrain", disable=not progress, initial=start, total=config.steps)
-    losses, last_decorrelation = [], float("nan")
-    tick, t0 = time.perf_counter(), time.perf_counter()
+    if info.is_main:
+        start_log(log_path, start)
+    bar = tqdm(range(start, end), desc="pretrain", disable=not progress, initial=start,
+               total=config.steps, dynamic_ncols=True)
+    running_loss = torch.zeros((), device=device, dtype=torch.float64)
+    n_running, last_decorrelation = 0, float("nan")
+    tick = t0 = time.perf_counter()
     model.train()
-    with log_path.open("a", newline="") as log_file:
-        log = csv.writer(log_file)
+    log_file = log_path.open("a", newline="") if info.is_main else None
+    try:
         for step in bar:
+            torch.manual_seed(step_seed(config.seed, step))  # randomness inside a model, if any
             batch = prepare_batch(images, config, step, device)
+            scale = 1.0
+            if info.enabled:
+                total_weight = batch.loss_weight.sum()
+                batch = slice_batch(batch, share)
+                scale = info.world_size * batch.loss_weight.sum() / total_weight
             if config.channels_last:
                 batch.inputs = batch.inputs.contiguous(memory_format=torch.channels_last)
             lr = learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                loss, latent = forward.training_loss(batch)
+                loss, latent = wrapped(batch)
+            loss = loss * scale
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
@@ -181,35 +291,107 @@ def pretrain(
             optimizer.step()
             if hasattr(model, "after_optimizer_step"):  # e.g. an EMA target encoder
                 model.after_optimizer_step(step, config.steps)
-            losses.append(loss.item())
-            if config.decorrelation_every and step % config.decorrelation_every == 0:
-                with torch.no_grad():
-                    last_decorrelation = decorrelation_torch(latent.detach().flatten(1).float()).item()
+            running_loss += loss.detach().to(torch.float64)
+            n_running += 1
             done = step + 1
-            if done % config.log_every == 0 or done == end:
+            if config.decorrelation_every and step % config.decorrelation_every == 0:
+                last_decorrelation = _decorrelation(latent, info)
+            if done == end or (config.log_every and done % config.log_every == 0):
+                mean_loss = distributed.mean_over_ranks(running_loss, info).item() / n_running
                 now = time.perf_counter()
-                rate = len(losses) * config.batch_size / (now - tick)
-                log.writerow([done, f"{np.mean(losses):.6g}", f"{lr:.6g}", f"{last_decorrelation:.6g}",
-                              f"{rate:.1f}", f"{now - t0:.1f}"])
-                log_file.flush()
-                bar.set_postfix(loss=f"{np.mean(losses):.4f}", L=f"{last_decorrelation:.3g}", img_s=f"{rate:.0f}")
-                losses, tick = [], now
-            if done % config.checkpoint_every == 0 or done == end:
-                save_checkpoint(ckpt_path, model=model, optimizer=optimizer,
-                                config=config.to_dict(), step=done)
+                rate = n_running * config.batch_size / (now - tick)
+                if log_file is not None:
+                    csv.writer(log_file).writerow(
+                        format_row(done, mean_loss, lr, last_decorrelation, rate, now - t0))
+                    log_file.flush()
+                bar.set_postfix(loss=f"{mean_loss:.4f}", L=f"{last_decorrelation:.3g}",
+                                lr=f"{lr:.2g}", img_s=f"{rate:.0f}")
+                running_loss.zero_()
+                n_running, tick = 0, now
+            if done == end or (config.checkpoint_every and done % config.checkpoint_every == 0):
+                if info.is_main:
+                    save_checkpoint(ckpt_path, model=model, optimizer=optimizer,
+                                    config=config.to_dict(), step=done,
+                                    extra={"world_size": info.world_size})
+                distributed.barrier(info)
+    finally:
+        bar.close()
+        if log_file is not None:
+            log_file.close()
     return ckpt_path
 
 
-def _truncate_log(path: Path, start: int) -> None:
-    """Keep the rows of steps ≤ ``start`` (a resumed run rewrites what came after)."""
-    rows = []
-    if path.exists() and start > 0:
-        with path.open(newline="") as f:
-            rows = [r for r in csv.reader(f)][1:]
-        rows = [r for r in rows if r and int(r[0]) <= start]
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(LOG_FIELDS)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def _decorrelation(latent: torch.Tensor, info) -> float:
+    """FocusMIM's L of the latent of the whole (global) batch, through the n×n Gram matrix."""
+    if not isinstance(latent, torch.Tensor) or latent.ndim < 2:
+        return float("nan")  # a model that returns no latent batch
+    with torch.no_grad():
+        z = distributed.gather_rows(latent.detach().flatten(1).float(), info)
+        if not info.is_main:
+            return float("nan")
+        try:
+            return decorrelation_torch(z).item()
+        except ValueError:  # every unit constant over the batch (e.g. all ReLUs dead)
+            return float("nan")
+
+
+def _training_images(images, config: PretrainConfig, progress: bool) -> torch.Tensor:
+    """The given images (checked) or the configured dataset's, with foreground maps if needed."""
+    if images is None:
+        images = load_training_images(config, progress)
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 \
+            or images.shape[1] not in (3, 4):
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"Training images must be a uint8 tensor (N, 3 or 4, H, W); got {got}.")
+    if len(images) < config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(images)} training images.")
+    if images.shape[1] == 3 and needs_foreground(config):
+        images = attach_foreground(images, config, progress)
+    return images
+
+
+def _config_changes(saved: dict, config: PretrainConfig) -> list[str]:
+    """Settings that differ between a checkpoint and ``config`` and forbid resuming."""
+    defaults = PretrainConfig.__dataclass_fields__
+    current = config.to_dict()
+    changed = []
+    for key, value in current.items():
+        if key in RESUMABLE_CHANGES:
+            continue
+        if key == "steps" and not config.cosine_schedule:
+            continue  # a constant schedule can be extended
+        old = saved.get(key, _default(defaults[key]))
+        if _normalise(old) != _normalise(value):
+            changed.append(f"{key}: {old!r} → {value!r}")
+    return changed
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def _normalise(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _print_settings(config, model, device, info, n_images, start, end) -> None:
+    n_params = sum(p.numel() for p in model.parameters())
+    per_epoch = n_images // config.batch_size
+    print(
+        f"pretraining {config.model} ({n_params / 1e6:.2f} M parameters) on {device}"
+        f"{f' × {info.world_size} processes' if info.enabled else ''}: {n_images} images at "
+        f"{config.image_size} px, masking={config.masking} (ratio {config.mask_ratio}, fill "
+        f"{config.fill}, loss on {config.loss_region} pixels)\n"
+        f"  global batch {config.batch_size}"
+        f"{f' ({config.batch_size // info.world_size} a process)' if info.enabled else ''}, "
+        f"{per_epoch} steps an epoch, steps {start}→{end} of {config.steps} "
+        f"(≈{config.steps / max(per_epoch, 1):.1f} epochs), {config.optimizer} lr {config.lr:g} "
+        f"wd {config.weight_decay:g}"
+        f"{f', warm-up {config.warmup_steps}' if config.warmup_steps else ''}"
+        f"{', cosine' if config.cosine_schedule else ''}"
+        f"{f', clip {config.grad_clip:g}' if config.grad_clip else ''}"
+        f"{', bf16' if config.amp else ''}{', channels_last' if config.channels_last else ''}"
+        f"{', compiled' if config.compile else ''}, seed {config.seed}"
+    )
