@@ -177,7 +177,9 @@ def fill_values(
     - ``mean``: each image's own per-channel mean colour (FocusMIM's default);
     - ``grey``: 0.5;
     - ``noise``: uniform noise in [0, 1];
-    - ``blur``: the image blurred with a Gaussian (kernel 33, σ 100): incomplete masking.
+    - ``blur``: the image blurred with a Gaussian (kernel 33, σ 100): incomplete masking. On
+      images smaller than the kernel (≤ 16 px) the kernel shrinks to the largest odd size
+      the reflect padding allows (2·side − 1).
     """
     if fill == "mean":
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
@@ -186,7 +188,10 @@ def fill_values(
     if fill == "noise":
         return torch.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     if fill == "blur":
-        return gaussian_blur(images, [blur_kernel, blur_kernel], [blur_sigma, blur_sigma])
+        side = min(images.shape[-2:])
+        kernel = min(blur_kernel, 2 * side - 1)
+        kernel -= 1 - kernel % 2  # odd
+        return gaussian_blur(images, [kernel, kernel], [blur_sigma, blur_sigma])
     raise ValueError(f"The fill must be one of {FILLS}; got {fill!r}.")
 
 

@@ -128,3 +128,12 @@ def test_periphery_with_a_scanpath_shows_the_union_of_the_disks():
             assert mask[0, 0, y, x].item() == (not seen)
     with pytest.raises(ValueError, match=r"\(N, K, 2\)"):
         periphery_mask(1, 32, 32, 0.9, fixations=torch.zeros(1, 2, 3))
+
+
+def test_blur_fill_works_on_images_smaller_than_the_kernel():
+    images = torch.rand(2, 3, 8, 8)
+    mask = periphery_mask(2, 8, 8, 0.5)
+    out = apply_mask(images, mask, "blur")
+    expected = gaussian_blur(images, [15, 15], [100.0, 100.0])
+    hidden = mask.expand_as(images)
+    assert torch.allclose(out[hidden], expected[hidden])

@@ -12,7 +12,8 @@ from scipy.stats import spearmanr
 
 from neuroalign.cli import build_parser, main
 
-SUBCOMMANDS = ["demo", "pretrain", "extract", "layers", "decorrelation", "probe", "rsa"]
+SUBCOMMANDS = ["demo", "pretrain", "extract", "layers", "decorrelation", "probe", "rsa",
+               "compare-models", "partition"]
 
 
 def test_help_lists_subcommands():
@@ -136,3 +137,51 @@ def test_reading_activations_needs_no_torch(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "(2, 3)" in out.stdout
+
+
+@pytest.mark.slow
+def test_rsa_subcommand_with_bootstrap_and_layer_tests(demo_run, tmp_path, capsys):
+    acts = demo_run / "activations_kriegeskorte92.nc"
+    out = tmp_path / "rsa.nc"
+    layers = ["encoder.blocks.0", "encoder.blocks.8"]
+    assert main(["rsa", str(acts), "--layers", *layers, "--bootstrap", "50", "--test", "bootstrap",
+                 "--out", str(out), "--figure", str(tmp_path / "rsa.png")]) == 0
+    text = capsys.readouterr().out
+    assert "noise ceiling" in text and "encoder.blocks.0 − encoder.blocks.8" in text
+    ds = xr.load_dataset(out)
+    results = xr.load_dataset(demo_run / "results.nc")
+    for layer in layers:  # the sub-command and the demo agree
+        assert float(ds["mean"].sel(layer=layer)) == pytest.approx(
+            float(results["rsa_hit_spearman"].sel(layer=layer)), abs=1e-10)
+    assert (ds.ci_lo <= ds["mean"]).all() and (ds["mean"] <= ds.ci_hi).all()
+    assert (tmp_path / "rsa.png").is_file()
+
+
+@pytest.mark.slow
+def test_compare_models_cka_and_rsa(demo_run, tmp_path):
+    acts = demo_run / "activations_kriegeskorte92.nc"
+    assert main(["compare-models", str(acts), "--method", "cka", "--out", str(tmp_path / "cka.nc")]) == 0
+    cka = xr.load_dataset(tmp_path / "cka.nc")["cka"]
+    assert cka.shape == (9, 9)
+    assert np.allclose(np.diag(cka.values), 1.0)
+    assert np.allclose(cka.values, cka.values.T)
+    # one entry against a plain feature-space formula
+    with netCDF4.Dataset(acts) as ds:
+        x = np.asarray(ds["encoder/blocks/0/activation"][:], np.float64).reshape(92, -1)
+        y = np.asarray(ds["encoder/blocks/8/activation"][:], np.float64).reshape(92, -1)
+    x, y = x - x.mean(0), y - y.mean(0)
+    expected = np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+    assert float(cka.sel(layer_a="encoder.blocks.0", layer_b="encoder.blocks.8")) == pytest.approx(expected, rel=1e-6)
+    assert main(["compare-models", str(acts), "--method", "spearman", "--out", str(tmp_path / "rsa.nc")]) == 0
+    rsa = xr.load_dataset(tmp_path / "rsa.nc")
+    assert np.allclose(np.diag(rsa[list(rsa.data_vars)[0]].values), 1.0)
+
+
+@pytest.mark.slow
+def test_partition_parts_sum_to_total(demo_run, tmp_path):
+    acts = demo_run / "activations_kriegeskorte92.nc"
+    out = tmp_path / "part.nc"
+    assert main(["partition", f"{acts}:encoder.blocks.0", f"{acts}:encoder.blocks.8", "--out", str(out)]) == 0
+    ds = xr.load_dataset(out)
+    assert float(ds.commonality.sum()) == pytest.approx(float(ds.total_r2), abs=1e-10)
+    assert ds.sizes["part"] == 3
