@@ -32,7 +32,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
-        "dev": ["pytest>=7", "ruff>=0.5"],
+        "dev": ["pytest>=7", "ruff==0.17.6"],
+        "timm": ["timm>=0.9"],
     },
     entry_points={"console_scripts": ["neuroalign=neuroalign.cli:main"]},
 )
