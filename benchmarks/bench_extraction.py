@@ -1,19 +1,32 @@
-"""Extraction overhead: ``neuroalign.extraction.extract`` vs a bare no-grad forward.
+"""Extraction overhead and memory: ``neuroalign.extraction.extract`` vs a bare no-grad forward.
 
-resnet18 (random weights) at 64 px, 512 random images, batch 64, CPU by default. Timed:
-  bare       - model(x) under torch.no_grad over pre-built input batches;
-  bare+load  - the same, with each batch built from the StimulusSet by the same transform;
-  extract    - extract() of the stage outputs (layer1-4, avgpool, fc), with and without zlib,
-               and of every leaf module.
+Speed: resnet18 (random weights) at 64 px, 512 random images, batch 64, on CPU (and on the GPU
+when there is one). Timed:
+  bare        - model(x) under torch.no_grad over pre-built input batches;
+  bare+load   - the same, with each batch built from the StimulusSet by the same transform;
+  extract     - extract() of the stage outputs (layer1-4, avgpool, fc) with zlib (the
+                default, level 1), zstd (level 1) and no compression; optionally every leaf.
 Each is the best of --repeats rounds (all variants run in turn in each round); ratios are
-against ``bare`` and ``bare+load``.
+against ``bare``; images/s are of the extraction.
+
+Memory (--memory): peak RSS growth while extracting CIFAR-10 (NEUROALIGN_DATA) through every
+encoder block of conv_mae at 32 px, batch 256, for one batch, 1,000 and 10,000 images, each in
+a fresh subprocess (the peak is reset after loading via /proc/self/clear_refs and read from
+VmHWM; ru_maxrss where that is unavailable), with glibc's default allocator and with a fixed
+mmap threshold. The extraction holds at most two batches of activations, so the growth should
+not depend on the number of images.
 
     python benchmarks/bench_extraction.py [--n 512] [--size 64] [--batch 64] [--repeats 3]
+    NEUROALIGN_DATA=/path python benchmarks/bench_extraction.py --memory-only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -39,16 +52,7 @@ def timed_interleaved(fns: dict, repeats: int) -> dict[str, float]:
     return {name: min(ts) for name, ts in times.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--skip-leaves", action="store_true", help="skip the all-leaves run")
-    args = parser.parse_args()
-
+def speed(args, device: str) -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     stimuli = StimulusSet(
@@ -56,7 +60,7 @@ def main() -> None:
         images=rng.integers(0, 256, (args.n, args.size, args.size, 3), dtype=np.uint8),
         name="random",
     )
-    model = torchvision.models.resnet18(weights=None).to(args.device).eval()
+    model = torchvision.models.resnet18(weights=None).to(device).eval()
     transform, description = image_transform(
         args.size, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     )
@@ -66,37 +70,35 @@ def main() -> None:
         stop = min(start + args.batch, args.n)
         return torch.stack([transform(stimuli.image(i)) for i in range(start, stop)])
 
-    batches = [load(s).to(args.device) for s in starts]
+    batches = [load(s).to(device) for s in starts]
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     def bare():
         with torch.no_grad():
             for x in batches:
                 model(x)
+        sync()
 
     def bare_load():
         with torch.no_grad():
             for s in starts:
-                model(load(s).to(args.device))
+                model(load(s).to(device))
+        sync()
 
     stages = ["layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "acts.nc"
 
-        def run(layers, level=4):
+        def run(layers, compression="zlib", level=1):
             def go():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # shared ReLUs
-                    extract(
-                        model,
-                        stimuli,
-                        layers,
-                        out,
-                        transform=(transform, description),
-                        batch_size=args.batch,
-                        device=args.device,
-                        compression_level=level,
-                        progress=False,
-                    )
+                    extract(model, stimuli, layers, out, transform=(transform, description),
+                            batch_size=args.batch, device=device, compression=compression,
+                            compression_level=level, progress=False)
 
             return go
 
@@ -104,25 +106,111 @@ def main() -> None:
         variants = {
             "bare": bare,
             "bare+load": bare_load,
-            "extract stages": run(stages),
-            "extract stages, no zlib": run(stages, 0),
+            "extract stages, zlib 1": run(stages),
+            "extract stages, zstd 1": run(stages, "zstd"),
+            "extract stages, none": run(stages, None, 0),
         }
-        if not args.skip_leaves:
-            variants["extract all leaves"] = run(None)
+        if args.leaves:
+            variants["extract all leaves, zlib"] = run(None)
         results = timed_interleaved(variants, args.repeats)
-        run(stages)()
-        size_stages = out.stat().st_size
+        sizes = {}
+        for compression in ("zlib", "zstd", None):
+            run(stages, compression, 1 if compression else 0)()
+            sizes[compression] = out.stat().st_size / 2**20
 
     print(
-        f"resnet18, {args.n} images at {args.size} px, batch {args.batch}, {args.device}, "
+        f"resnet18, {args.n} images at {args.size} px, batch {args.batch}, {device}, "
         f"torch threads {torch.get_num_threads()}, best of {args.repeats}"
     )
     for name, seconds in results.items():
-        print(
-            f"  {name:24s} {seconds:7.2f} s   x{seconds / results['bare']:5.2f} bare   "
-            f"x{seconds / results['bare+load']:5.2f} bare+load"
-        )
-    print(f"  stage file size: {size_stages / 2**20:.1f} MiB")
+        print(f"  {name:26s} {seconds:7.2f} s   x{seconds / results['bare']:5.2f} bare   "
+              f"{args.n / seconds:7.0f} images/s")
+    print("  stage file size: " + ", ".join(f"{k}: {v:.1f} MiB" for k, v in sizes.items()))
+
+
+MEMORY_CHILD = r"""
+import json, os, resource, sys, tempfile
+import numpy as np, torch
+from neuroalign.data.cifar import load_cifar10
+from neuroalign.extraction import extract, image_transform
+from neuroalign.models import create_model
+
+n, batch = int(sys.argv[1]), int(sys.argv[2])
+torch.manual_seed(0)
+stimuli = load_cifar10("train").subset(slice(0, n))
+model = create_model("conv_mae").eval()
+transform = image_transform(32)
+tmp = tempfile.mkdtemp()
+# warm up the code paths (thread pools, HDF5, first allocations) on a few images
+extract(model, stimuli.subset(slice(0, 4)), None, os.path.join(tmp, "w.nc"), transform=transform,
+        batch_size=4, progress=False)
+import gc; gc.collect()
+
+def rss_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+    before, how = rss_kib("VmHWM:"), "VmHWM"
+except OSError:
+    before, how = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
+path = extract(model, stimuli, None, os.path.join(tmp, "a.nc"), transform=transform,
+               batch_size=batch, progress=False)
+after = rss_kib("VmHWM:") if how == "VmHWM" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+acts = sum(4 * int(np.prod(o.shape[1:])) for o in model.forward_intermediates(torch.zeros(1, 3, 32, 32)))
+print(json.dumps({"n": n, "growth_mib": (after - before) / 1024, "how": how,
+                  "batch_activations_mib": batch * acts / 2**20,
+                  "file_mib": os.path.getsize(path) / 2**20}))
+"""
+
+
+def memory(args) -> None:
+    if not os.environ.get("NEUROALIGN_DATA"):
+        print("memory: set NEUROALIGN_DATA (CIFAR-10) to measure")
+        return
+    allocators = {
+        "glibc default": {},
+        # a fixed threshold: large blocks are mmapped and go back to the OS when freed
+        "MALLOC_MMAP_THRESHOLD_=131072": {"MALLOC_MMAP_THRESHOLD_": "131072"},
+    }
+    for label, extra_env in allocators.items():
+        rows = []
+        for n in (args.mem_batch, 1000, 10000):
+            out = subprocess.run(
+                [sys.executable, "-c", MEMORY_CHILD, str(n), str(args.mem_batch)],
+                capture_output=True, text=True, check=True, env={**os.environ, **extra_env},
+            )
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        one = rows[0]["growth_mib"]
+        print(f"conv_mae, all 9 encoder blocks, CIFAR-10 32 px, batch {args.mem_batch} (one "
+              f"batch of activations: {rows[0]['batch_activations_mib']:.0f} MiB), peak RSS "
+              f"growth ({rows[0]['how']}), allocator: {label}")
+        for row in rows:
+            print(f"  {row['n']:6d} images: {row['growth_mib']:7.0f} MiB   "
+                  f"x{row['growth_mib'] / one:4.2f} of one batch   file {row['file_mib']:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--leaves", action="store_true", help="also time all leaf modules")
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory")
+    parser.add_argument("--memory-only", action="store_true", help="only measure peak memory")
+    parser.add_argument("--mem-batch", type=int, default=256)
+    args = parser.parse_args()
+    if not args.memory_only:
+        speed(args, "cpu")
+        if torch.cuda.is_available():
+            speed(args, "cuda")
+    if args.memory or args.memory_only:
+        memory(args)
 
 
 if __name__ == "__main__":

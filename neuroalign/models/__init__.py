@@ -1,7 +1,8 @@
 """Models by name: ``create_model("conv_mae")``; ``list_models("conv*")``.
 
 neuroalign's own architectures register here; ``torchvision/<name>`` builds any torchvision
-classification model (random weights unless ``weights=`` is given).
+classification model (random weights unless ``weights=`` is given), and ``timm/<name>`` any timm
+model (random init, ``pretrained=False``; needs the optional extra ``neuroalign[timm]``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model, or ``torchvision/<name>`` for a torchvision model."""
+    """Build a registered model, ``torchvision/<name>`` or ``timm/<name>``."""
+    if name.startswith("timm/"):
+        return _timm_model(name.split("/", 1)[1], **kwargs)
     if name.startswith("torchvision/"):
         import torchvision
 
@@ -59,6 +62,20 @@ def create_model(name: str, **kwargs) -> nn.Module:
             + " (torchvision models: 'torchvision/<name>')."
         )
     return _REGISTRY[name](**kwargs)
+
+
+def _timm_model(name: str, **kwargs) -> nn.Module:
+    """A timm model with random weights (no download); the error lists close timm names."""
+    try:
+        import timm
+    except ImportError as err:
+        raise ValueError(
+            f"'timm/{name}' needs timm: pip install 'neuroalign[timm]' (or pip install timm)."
+        ) from err
+    if name not in timm.list_models():
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        raise ValueError(f"Unknown timm model {name!r}; close names: {close}.")
+    return timm.create_model(name, pretrained=False, **kwargs)
 
 
 __all__ = ["create_model", "list_models", "register_model"]
