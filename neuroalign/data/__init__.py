@@ -1,6 +1,7 @@
 """Image datasets, stimulus sets and brain data loaders."""
 
 from neuroalign.data.brain import (
+    average_by,
     load_algonauts,
     load_cichy,
     load_kriegeskorte_behaviour,
@@ -8,13 +9,12 @@ from neuroalign.data.brain import (
     load_kriegeskorte_hit,
     load_kriegeskorte_mit,
     load_kriegeskorte_models,
-    average_by,
     load_rdms_file,
     match_stimuli,
 )
-from neuroalign.data.responses import load_responses
 from neuroalign.data.cifar import load_cifar10
 from neuroalign.data.files import FILES, cache_dir, data_root, fetch, sha256sum
+from neuroalign.data.responses import load_responses
 from neuroalign.data.stimuli import StimulusSet
 from neuroalign.data.stimulus_sets import (
     STIMULUS_SETS,
