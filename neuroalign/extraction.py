@@ -869,6 +869,26 @@ def _write(writer: ActivationWriter, holder: list, ids, coords) -> None:
     """Write the batch in ``holder`` (its only reference), so the writer can free each layer
     as soon as it is on disk."""
     writer.write_batch(holder.pop(), ids, coords)
+    _release_freed_memory()
+
+
+def _load_malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by the last batch back to the OS (glibc keeps freed blocks in its
+    arenas otherwise, and the process's resident size creeps up batch after batch)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _run_batches(runner, writer, source, start, batch_size, transform, mask_fn, first,

@@ -397,3 +397,27 @@ def test_model_default_layers_match_forward_intermediates(tmp_path, stimuli):
             layer_activation(tree, layer).values, expected.numpy(), atol=1e-6
         )
     tree.close()
+
+
+@pytest.mark.parametrize("name", ["vit_mae_tiny", "latent_mim_tiny"])
+def test_vit_blocks_match_forward_intermediates(tmp_path, stimuli, name):
+    """A ViT: every encoder block's (presentation, token, feature) output, exactly."""
+    from neuroalign.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    transform, _ = image_transform(model.image_size)
+    path = extract(model, stimuli, None, tmp_path / "vit.nc", transform=transform, batch_size=4,
+                   progress=False, attrs={"model": name})
+    model.eval()
+    with torch.no_grad():
+        x = torch.stack([transform(stimuli.image(i)) for i in range(N)])
+        ref = model.forward_intermediates(x)
+    tree = open_activations(path)
+    assert layer_names(tree) == model.default_layers()
+    for layer, expected in zip(model.default_layers(), ref, strict=True):
+        da = layer_activation(tree, layer)
+        assert da.dims == ("presentation", "token", "feature")
+        np.testing.assert_allclose(da.values, expected.numpy(), atol=1e-6)
+    assert list(tree["stimulus_id"].values) == list(stimuli.stimulus_id)
+    tree.close()
