@@ -400,6 +400,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as err:
         print(f"neuroalign: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
     return 0
 
 
