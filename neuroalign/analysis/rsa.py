@@ -289,7 +289,9 @@ def check_and_reorder(model_rdms, brain_rdms):
         raise ValueError(
             f"stimulus ids differ between model and brain RDMs: {len(only_model)} only in the "
             f"model RDMs {only_model[:20]}, {len(only_brain)} only in the brain RDMs "
-            f"{only_brain[:20]}"
+            f"{only_brain[:20]}. Stimuli are matched by id, never by position: extract the "
+            "activations from the stimulus set the brain data belongs to (e.g. --stimuli "
+            "kriegeskorte92 or cichy92), whose ids the brain loaders use"
         )
     position = {s: i for i, s in enumerate(model_ids)}
     out = deepcopy(model_rdms)
