@@ -7,7 +7,6 @@ process's RNG states are stored as well, for completeness and for code outside t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neuroalign.data.files import sha256sum as sha256_file  # noqa: F401  (re-exported)
 from neuroalign.models import create_model
 
 FORMAT = "neuroalign-checkpoint"
@@ -84,14 +84,6 @@ def load_model(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
     model = create_model(state["model_name"], **state["model_kwargs"])
     model.load_state_dict(state["model_state"])
     return model.to(device).eval(), state
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _unwrap(model):
