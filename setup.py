@@ -23,6 +23,9 @@ setup(
         "scikit-learn>=1.3",
         "xarray>=2024.10",  # DataTree lives in xarray from 2024.10 on
         "netCDF4>=1.6",
+        "h5netcdf>=1.3",  # writes the activation files (HDF5 direct chunk writes via h5py)
+        "h5py>=3.8",
+        "isal>=1.6",  # ISA-L's deflate: ~6x zlib's speed, same format
         "dask>=2024.1",
         "pillow>=10",
         "matplotlib>=3.7",

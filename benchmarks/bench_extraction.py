@@ -1,13 +1,19 @@
 """Extraction overhead and memory: ``neuroalign.extraction.extract`` vs a bare no-grad forward.
 
-Speed: resnet18 (random weights) at 64 px, 512 random images, batch 64, on CPU (and on the GPU
-when there is one). Timed:
-  bare        - model(x) under torch.no_grad over pre-built input batches;
-  bare+load   - the same, with each batch built from the StimulusSet by the same transform;
-  extract     - extract() of the stage outputs (layer1-4, avgpool, fc) with zlib (the
-                default, level 1), zstd (level 1) and no compression; optionally every leaf.
-Each is the best of --repeats rounds (all variants run in turn in each round); ratios are
-against ``bare``; images/s are of the extraction.
+Speed, on CPU (and on the GPU when there is one), for several models, each with random
+weights and random images (--configs picks some):
+  resnet18-64   resnet18 at 64 px, its stage outputs (layer1-4, avgpool, fc), 512 images;
+  resnet18-224  the same at 224 px, 128 images;
+  vit_b_16      torchvision's ViT-B/16 at 224 px, all 12 encoder blocks (every token), 32 images;
+  conv_mae-96   neuroalign's conv MIM encoder at 96 px (STL-10's size), its 9 blocks, 512 images.
+Timed:
+  bare          model(x) under torch.no_grad over pre-built input batches;
+  bare+load     the same, each batch built from the StimulusSet by the same transform;
+  extract ...   extract() without compression and with zlib (the default: shuffle + deflate
+                level 1); on CPU also zlib with the three steps overlapped in threads (the
+                accelerator default) instead of run in turn.
+Each is the best of --repeats rounds (all variants run in turn in each round, each writing a
+new file); ratios are against ``bare``; images/s are of each variant.
 
 Memory (--memory): peak RSS growth while extracting CIFAR-10 (NEUROALIGN_DATA) through every
 encoder block of conv_mae at 32 px, batch 256, for one batch, 1,000 and 10,000 images, each in
@@ -16,13 +22,14 @@ VmHWM; ru_maxrss where that is unavailable), with glibc's default allocator and 
 mmap threshold. The extraction holds at most two batches of activations, so the growth should
 not depend on the number of images.
 
-    python benchmarks/bench_extraction.py [--n 512] [--size 64] [--batch 64] [--repeats 3]
+    python benchmarks/bench_extraction.py [--configs resnet18-64 vit_b_16] [--repeats 3]
     NEUROALIGN_DATA=/path python benchmarks/bench_extraction.py --memory-only
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -38,6 +45,27 @@ import torchvision
 
 from neuroalign.data.stimuli import StimulusSet
 from neuroalign.extraction import extract, image_transform
+from neuroalign.models import create_model
+
+IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+RESNET_STAGES = ["layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
+
+
+def make_config(name: str):
+    """(model, image size, layers, n images, batch size, normalisation)."""
+    if name.startswith("resnet18-"):
+        size = int(name.split("-")[1])
+        n, batch = (512, 64) if size <= 64 else (128, 32)
+        return torchvision.models.resnet18(weights=None), size, RESNET_STAGES, n, batch, IMAGENET
+    if name == "vit_b_16":
+        model = torchvision.models.vit_b_16(weights=None)
+        return model, 224, "encoder.layers.*", 32, 8, IMAGENET
+    if name == "conv_mae-96":
+        return create_model("conv_mae"), 96, None, 512, 64, (None, None)
+    raise ValueError(f"unknown config {name!r}")
+
+
+CONFIGS = ("resnet18-64", "resnet18-224", "vit_b_16", "conv_mae-96")
 
 
 def timed_interleaved(fns: dict, repeats: int) -> dict[str, float]:
@@ -52,22 +80,21 @@ def timed_interleaved(fns: dict, repeats: int) -> dict[str, float]:
     return {name: min(ts) for name, ts in times.items()}
 
 
-def speed(args, device: str) -> None:
+def speed(args, config: str, device: str) -> None:
     torch.manual_seed(0)
+    model, size, layers, n, batch, (mean, std) = make_config(config)
+    model = model.to(device).eval()
     rng = np.random.default_rng(0)
     stimuli = StimulusSet(
-        stimulus_id=[f"img{i:04d}" for i in range(args.n)],
-        images=rng.integers(0, 256, (args.n, args.size, args.size, 3), dtype=np.uint8),
+        stimulus_id=[f"img{i:04d}" for i in range(n)],
+        images=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
         name="random",
     )
-    model = torchvision.models.resnet18(weights=None).to(device).eval()
-    transform, description = image_transform(
-        args.size, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    )
-    starts = range(0, args.n, args.batch)
+    transform, description = image_transform(size, mean, std)
+    starts = range(0, n, batch)
 
     def load(start):
-        stop = min(start + args.batch, args.n)
+        stop = min(start + batch, n)
         return torch.stack([transform(stimuli.image(i)) for i in range(start, stop)])
 
     batches = [load(s).to(device) for s in starts]
@@ -88,17 +115,20 @@ def speed(args, device: str) -> None:
                 model(load(s).to(device))
         sync()
 
-    stages = ["layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
+    counter = itertools.count()
+    sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "acts.nc"
 
-        def run(layers, compression="zlib", level=1):
+        def run(compression, overlap=None):
             def go():
+                out = Path(tmp) / f"acts{next(counter)}.nc"
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # shared ReLUs
                     extract(model, stimuli, layers, out, transform=(transform, description),
-                            batch_size=args.batch, device=device, compression=compression,
-                            compression_level=level, progress=False)
+                            batch_size=batch, device=device, compression=compression,
+                            overlap=overlap, progress=False)
+                sizes[compression] = out.stat().st_size / 2**20
+                out.unlink()
 
             return go
 
@@ -106,26 +136,21 @@ def speed(args, device: str) -> None:
         variants = {
             "bare": bare,
             "bare+load": bare_load,
-            "extract stages, zlib 1": run(stages),
-            "extract stages, zstd 1": run(stages, "zstd"),
-            "extract stages, none": run(stages, None, 0),
+            "extract, uncompressed": run(None),
+            "extract, zlib": run("zlib"),
         }
-        if args.leaves:
-            variants["extract all leaves, zlib"] = run(None)
+        if device == "cpu":
+            variants["extract, zlib, overlapped"] = run("zlib", overlap=True)
         results = timed_interleaved(variants, args.repeats)
-        sizes = {}
-        for compression in ("zlib", "zstd", None):
-            run(stages, compression, 1 if compression else 0)()
-            sizes[compression] = out.stat().st_size / 2**20
 
     print(
-        f"resnet18, {args.n} images at {args.size} px, batch {args.batch}, {device}, "
-        f"torch threads {torch.get_num_threads()}, best of {args.repeats}"
+        f"{config}: {n} images at {size} px, batch {batch}, {device}, torch threads "
+        f"{torch.get_num_threads()}, best of {args.repeats}; file "
+        + ", ".join(f"{k or 'uncompressed'} {v:.1f} MiB" for k, v in sizes.items())
     )
     for name, seconds in results.items():
         print(f"  {name:26s} {seconds:7.2f} s   x{seconds / results['bare']:5.2f} bare   "
-              f"{args.n / seconds:7.0f} images/s")
-    print("  stage file size: " + ", ".join(f"{k}: {v:.1f} MiB" for k, v in sizes.items()))
+              f"{n / seconds:7.1f} images/s")
 
 
 MEMORY_CHILD = r"""
@@ -196,19 +221,17 @@ def memory(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--leaves", action="store_true", help="also time all leaf modules")
     parser.add_argument("--memory", action="store_true", help="also measure peak memory")
     parser.add_argument("--memory-only", action="store_true", help="only measure peak memory")
     parser.add_argument("--mem-batch", type=int, default=256)
     args = parser.parse_args()
     if not args.memory_only:
-        speed(args, "cpu")
-        if torch.cuda.is_available():
-            speed(args, "cuda")
+        for config in args.configs:
+            speed(args, config, "cpu")
+            if torch.cuda.is_available():
+                speed(args, config, "cuda")
     if args.memory or args.memory_only:
         memory(args)
 

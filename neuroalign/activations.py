@@ -10,8 +10,8 @@ Layout (schema version 1), the contract between extraction and the analyses:
   (``encoder.blocks.3`` -> ``encoder/blocks/3``), with the attribute ``layer`` (the module
   path) and the variable ``activation`` whose dims follow the layer's output:
   4-D -> ``(presentation, channel, y, x)``, 3-D -> ``(presentation, token, feature)``,
-  2-D -> ``(presentation, feature)``; zlib-compressed (with HDF5's byte shuffle; zstd on
-  request), chunked by batch. The variable's ``axes`` attribute names these canonical dims.
+  2-D -> ``(presentation, feature)``; zlib-compressed (with HDF5's byte shuffle), chunked
+  by batch. The variable's ``axes`` attribute names these canonical dims.
   A layer group may hold further variables (a projection matrix ``projection`` with dims
   ``(unit, feature)``, PCA's ``mean`` ``(unit,)``), written by the extraction options.
 - ``presentations_complete`` (root attribute) counts the stimuli fully written; the writer
@@ -34,16 +34,18 @@ Reading needs no PyTorch: numpy, netCDF4 and xarray only.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import math
 import os
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-import netCDF4
+import h5netcdf
+import h5py
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -55,9 +57,11 @@ PARTIAL_SUFFIX = ".partial"
 CANONICAL_DIMS = {4: ("channel", "y", "x"), 3: ("token", "feature"), 2: ("feature",)}
 DTYPES = ("float32", "float16")
 NONFINITE_POLICIES = ("raise", "warn", "ignore")
-COMPRESSIONS = ("zlib", "zstd", None)
-MAX_CHUNK_BYTES = 4 * 2**20  # a batch larger than this is split into equal smaller chunks:
-# HDF5 needs two chunk-sized buffers to shuffle and compress, held while the next batch runs
+COMPRESSIONS = ("zlib", None)
+FLOAT16_MANTISSA_BITS = 10  # float16's explicit mantissa bits
+MAX_CHUNK_BYTES = 4 * 2**20  # a batch larger than this is split into equal smaller chunks,
+# so a reader never inflates more than 4 MiB to reach one stimulus
+COORD_CHUNK = 4096  # presentations per chunk of a coordinate variable
 _RESERVED_ATTRS = {
     "layers",
     "coordinates",
@@ -65,7 +69,8 @@ _RESERVED_ATTRS = {
     "created",
     "neuroalign_version",
     "xarray_version",
-    "netcdf4_version",
+    "h5netcdf_version",
+    "hdf5_version",
     "presentations_complete",
     "resumed_from",
 }
@@ -99,8 +104,8 @@ def _check_attrs(attrs: Mapping) -> dict:
                 f"Attribute {key!r} is set by the writer itself; reserved names: "
                 f"{sorted(_RESERVED_ATTRS)}."
             )
-        if isinstance(value, Path):
-            value = str(value)
+        if isinstance(value, (str, Path)):
+            value = str(value)  # a plain str: HDF5 cannot store numpy's str_
         elif isinstance(value, (bool, np.bool_)):
             value = int(value)
         elif isinstance(value, np.generic) and value.ndim == 0 and value.dtype.kind in "iuf":
@@ -193,20 +198,45 @@ def _coord_values(name: str, values, n: int) -> np.ndarray:
     return values.astype(np.float32) if values.dtype == np.float16 else values
 
 
-@contextlib.contextmanager
-def _without_chunk_cache():
-    """Variables created or opened inside get no HDF5 chunk cache.
+def _open_file(path: Path, mode: str) -> h5netcdf.File:
+    # no HDF5 chunk cache: every chunk is written whole, once, so a cache gains nothing
+    return h5netcdf.File(path, mode, rdcc_nbytes=0)
 
-    Each chunk is written whole, once, so a cache gains nothing; netCDF's default cache keeps
-    up to 64 MiB per variable (measured: +600 MiB over 30 batches of 9 conv layers). The
-    setting is process-wide in netCDF-C, so it is restored on leaving.
-    """
-    old = netCDF4.get_chunk_cache()
-    netCDF4.set_chunk_cache(0, 1, 1.0)
+
+def _load_deflate():
+    """The fastest zlib-format deflate at hand: ISA-L's (python-isal, ~6x zlib's speed at
+    level 1, same stream format, so every HDF5 reader inflates it), else the standard zlib."""
     try:
-        yield
-    finally:
-        netCDF4.set_chunk_cache(*old)
+        from isal import isal_zlib
+
+        return isal_zlib.compress, "isal"
+    except ImportError:  # python-isal has no wheel for this platform
+        return zlib.compress, "zlib"
+
+
+_DEFLATE, DEFLATE_IMPLEMENTATION = _load_deflate()
+
+
+def bitround(values: np.ndarray, mantissa_bits: int = FLOAT16_MANTISSA_BITS) -> np.ndarray:
+    """float32 values rounded to ``mantissa_bits`` explicit mantissa bits (of 23).
+
+    netCDF-C's BitRound quantisation: add half of the dropped bits' range, then zero them.
+    """
+    drop = 23 - mantissa_bits
+    bits = np.array(values, dtype=np.float32, copy=True).view(np.uint32)
+    bits += np.uint32(1 << (drop - 1))
+    bits &= np.uint32((0xFFFFFFFF << drop) & 0xFFFFFFFF)
+    return bits.view(np.float32)
+
+
+def _encode_chunk(chunk: np.ndarray, level: int | None) -> bytes:
+    """A chunk as HDF5 stores it: raw bytes, or for deflate HDF5's byte shuffle (all first
+    bytes, then all second bytes, ...) followed by a zlib stream."""
+    raw = np.ascontiguousarray(chunk, dtype=np.float32)
+    if level is None:
+        return raw.tobytes()
+    shuffled = raw.view(np.uint8).reshape(-1, raw.itemsize).T.copy()
+    return _DEFLATE(shuffled, level)
 
 
 def attr_differences(given: Mapping, stored: Mapping) -> list[str]:
@@ -222,9 +252,17 @@ def attr_differences(given: Mapping, stored: Mapping) -> list[str]:
         old = stored.get(key)
         if isinstance(old, np.generic):
             old = old.item()
+        if isinstance(old, bytes):
+            old = old.decode()
         if old != value:
             differ.append(f"{key}: file {old!r}, now {value!r}")
     return differ
+
+
+def _as_str(values) -> np.ndarray:
+    """Strings read from HDF5 (str or bytes objects) as a numpy str array."""
+    values = np.asarray(values, dtype=object)
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=str)
 
 
 class ActivationWriter:
@@ -239,17 +277,21 @@ class ActivationWriter:
     ``presentations_complete`` set to the number of stimuli fully written, so an interrupted
     file can be continued with ``resume=True``.
 
+    The file is a netCDF-4 (HDF5) file written with h5netcdf. Activation chunks are shuffled
+    and deflated by the writer itself, several at once in ``threads`` threads (with ISA-L's
+    deflate when python-isal is installed), and stored with HDF5's direct chunk write: the
+    bytes on disk are what HDF5's own shuffle and deflate filters would produce, so every
+    netCDF reader (netCDF4, MATLAB, R) decodes them.
+
     Args:
         path: the final file name (``.nc``).
         attrs: provenance attributes (model, checkpoint_sha256, recipe, seed, ...): strings or
             numbers; booleans become 0/1, paths strings; anything else is a TypeError.
         dtype: ``"float32"``, or ``"float16"`` precision (float32 rounded to 10 mantissa
             bits, see the module docstring).
-        compression: ``"zlib"`` (default: every netCDF/HDF5 reader decodes it), ``"zstd"``
-            (several times faster to write, same size; MATLAB and R need the HDF5 zstd filter
-            plugin to read it) or None.
-        compression_level: 0-9 for zlib (0 switches compression off), 1-22 for zstd. Level 1
-            costs about 3/4 of level 4's time for files ~3 % larger.
+        compression: ``"zlib"`` (default: HDF5's byte shuffle and deflate, which every
+            netCDF/HDF5 reader decodes) or None.
+        compression_level: 0-9 (0 switches compression off). Level 1 is the fastest.
         nonfinite: what to do with NaN or inf activations: ``"raise"``
             (default; the batch is not written and the error names the layer and stimuli),
             ``"warn"`` or ``"ignore"`` (write them as they are).
@@ -260,6 +302,7 @@ class ActivationWriter:
         layer_attrs: extra attributes per layer group: layer -> {name: str or number}.
         resume: continue ``<path>.partial`` if it exists (after the last complete batch; its
             attributes must equal ``attrs``, see :meth:`resume_check`), else start afresh.
+        threads: threads compressing chunks; None: one per CPU core (at most 8).
 
     Example::
 
@@ -280,6 +323,7 @@ class ActivationWriter:
         layer_data: Mapping[str, Mapping[str, tuple]] | None = None,
         layer_attrs: Mapping[str, Mapping] | None = None,
         resume: bool = False,
+        threads: int | None = None,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"The 'dtype' parameter must be one of {DTYPES}; got {dtype!r}.")
@@ -291,12 +335,18 @@ class ActivationWriter:
             raise ValueError(
                 f"The 'compression' parameter must be one of {COMPRESSIONS}; got {compression!r}."
             )
-        top = 22 if compression == "zstd" else 9
-        if not (isinstance(compression_level, int) and 0 <= compression_level <= top):
+        if not (
+            isinstance(compression_level, int)
+            and not isinstance(compression_level, bool)
+            and 0 <= compression_level <= 9
+        ):
             raise ValueError(
-                f"'compression_level' must be an int 0-{top} for {compression}; got "
-                f"{compression_level!r}."
+                f"'compression_level' must be an int 0-9; got {compression_level!r}."
             )
+        if threads is None:
+            threads = min(8, os.cpu_count() or 1)
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"'threads' must be a positive int or None; got {threads!r}.")
         self.path = Path(path)
         self.partial_path = partial_path(self.path)
         if not self.path.parent.is_dir():
@@ -313,41 +363,56 @@ class ActivationWriter:
         self._layers: dict[str, tuple[int, ...]] = {}  # layer -> per-stimulus shape
         self._coord_names: list[str] = []
         self._seen_ids: set[str] = set()
-        self._ds = None
+        self._datasets: dict[str, h5py.Dataset] = {}  # layer -> its activation's HDF5 dataset
+        self._pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="neuroalign-deflate")
+            if threads > 1 and self.compression
+            else None
+        )
+        self._file = None
         if resume and self.partial_path.exists():
-            with _without_chunk_cache():
-                self._reopen()
+            self._reopen()
             return
-        with _without_chunk_cache():
-            self._ds = netCDF4.Dataset(self.partial_path, "w", format="NETCDF4")
-        self._ds.setncatts(
+        self._file = _open_file(self.partial_path, "w")
+        try:
+            self._start_file()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _start_file(self) -> None:
+        self._file.attrs.update(
             {
                 **self.attrs,
                 "schema_version": SCHEMA_VERSION,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "neuroalign_version": __version__,
                 "xarray_version": xr.__version__,
-                "netcdf4_version": netCDF4.__version__,
+                "h5netcdf_version": h5netcdf.__version__,
+                "hdf5_version": h5py.version.hdf5_version,
                 "presentations_complete": 0,
             }
         )
-        self._ds.createDimension("presentation", None)
-        self._ds.createVariable("stimulus_id", str, ("presentation",))
+        self._file.dimensions["presentation"] = None
+        self._file.create_variable(
+            "stimulus_id", ("presentation",), h5py.string_dtype(), chunks=(COORD_CHUNK,)
+        )
 
     # ------------------------------------------------------------------ resuming
     def _reopen(self) -> None:
         """Open ``<path>.partial`` to append after its last complete batch."""
         where = self.partial_path
         try:
-            ds = netCDF4.Dataset(where, "a")
-        except OSError as err:
+            f = _open_file(where, "a")
+        except (OSError, ValueError, KeyError) as err:
             raise ValueError(
                 f"Cannot resume: the unfinished file {where} cannot be opened ({err}); it was "
                 "probably cut off in the middle of a write. Delete it and run without resume."
             ) from err
-        self._ds = ds
+        self._file = f
         try:
-            stored = {k: ds.getncattr(k) for k in ds.ncattrs()}
+            stored = {k: f.attrs[k] for k in f.attrs}
+            stored = {k: v.decode() if isinstance(v, bytes) else v for k, v in stored.items()}
             if stored.get("schema_version") != SCHEMA_VERSION or "presentations_complete" not in stored:
                 raise ValueError(
                     f"Cannot resume {where}: not an unfinished neuroalign activation file of "
@@ -357,13 +422,15 @@ class ActivationWriter:
             self.n_written = int(stored["presentations_complete"])
             layers = [name for name in str(stored.get("layers", "")).split(",") if name]
             for layer in layers:
-                var = ds[group_path(layer)]["activation"]
+                var = f[group_path(layer)]["activation"]
                 self._layers[layer] = tuple(var.shape[1:])
+                self._datasets[layer] = var._h5ds
             coords = str(stored.get("coordinates", "stimulus_id")).split()
             self._coord_names = [c for c in coords if c != "stimulus_id"]
-            ids = ds["stimulus_id"][: self.n_written] if self.n_written else []
-            self._seen_ids = {str(i) for i in ids}
-            ds.setncattr("resumed_from", self.n_written)
+            # drop what an interrupted batch left beyond the last complete one
+            f.resize_dimension("presentation", self.n_written)
+            self._seen_ids = set(self.stimulus_ids)
+            f.attrs["resumed_from"] = self.n_written
         except Exception:
             self.abort()
             raise
@@ -382,9 +449,9 @@ class ActivationWriter:
     @property
     def stimulus_ids(self) -> np.ndarray:
         """(n_written,) the ids written so far, in order."""
-        if self._ds is None or self.n_written == 0:
+        if self._file is None or self.n_written == 0:
             return np.array([], dtype=str)
-        return np.asarray(self._ds["stimulus_id"][: self.n_written]).astype(str)
+        return _as_str(self._file["stimulus_id"][: self.n_written])
 
     @property
     def layer_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -393,10 +460,10 @@ class ActivationWriter:
 
     def stored_layer_data(self, layer: str, name: str) -> np.ndarray | None:
         """A variable of a layer's group in the (resumed) file, or None if absent."""
-        if self._ds is None or layer not in self._layers:
+        if self._file is None or layer not in self._layers:
             return None
-        group = self._ds[group_path(layer)]
-        return np.asarray(group[name][:]) if name in group.variables else None
+        group = self._file[group_path(layer)]
+        return np.asarray(group.variables[name][...]) if name in group.variables else None
 
     # ------------------------------------------------------------------ context manager
     def __enter__(self) -> ActivationWriter:
@@ -408,11 +475,17 @@ class ActivationWriter:
         else:
             self.abort()
 
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def abort(self) -> None:
         """Close the file and leave it as ``<path>.partial``."""
-        if self._ds is not None and self._ds.isopen():
-            self._ds.close()
-        self._ds = None
+        self._shutdown()
 
     def close(self) -> Path:
         """Finish the file: close it and rename ``<path>.partial`` to ``path``.
@@ -420,7 +493,7 @@ class ActivationWriter:
         Returns:
             The final path.
         """
-        if self._ds is None:
+        if self._file is None:
             if self.path.exists() and not self.partial_path.exists():
                 return self.path
             raise ValueError(f"The writer was aborted; the unfinished file is {self.partial_path}.")
@@ -429,8 +502,7 @@ class ActivationWriter:
             raise ValueError(
                 f"No batch was written; the unfinished file stays at {self.partial_path}."
             )
-        self._ds.close()
-        self._ds = None
+        self._shutdown()
         os.replace(self.partial_path, self.path)
         return self.path
 
@@ -443,8 +515,8 @@ class ActivationWriter:
     ) -> None:
         """Append one batch of stimuli.
 
-        Safe to call from one background thread (netCDF4 releases the GIL while HDF5
-        compresses and writes), as long as only one thread uses the writer.
+        Safe to call from one background thread, as long as only one thread uses the writer:
+        compression runs without the GIL.
 
         Args:
             activations: layer module path -> array of shape (b, ...) with 2, 3 or 4 dims
@@ -452,7 +524,7 @@ class ActivationWriter:
             stimulus_id: (b,) ids of the stimuli, unique over the whole file.
             coords: per-stimulus coordinates, name -> (b,) strings, numbers or booleans.
         """
-        if self._ds is None:
+        if self._file is None:
             raise ValueError(f"The writer for {self.path} is closed.")
         ids = np.asarray(stimulus_id).astype(str)
         if ids.ndim != 1 or len(ids) == 0:
@@ -476,29 +548,61 @@ class ActivationWriter:
             raise ValueError("'activations' holds no layer.")
         activations = None  # each layer is freed once written (if the caller keeps no copy)
         if not self._layers:
-            with _without_chunk_cache():
-                self._define(arrays, coords)
+            self._define(arrays, coords)
         self._check_batch(arrays, ids, coords)
         for layer, values in arrays.items():
             self._check_finite(layer, values, ids)
 
         start, stop = self.n_written, self.n_written + b
+        self._file.resize_dimension("presentation", stop)
         # activations first, ids last: 'presentations_complete' marks what is whole
-        for layer in list(arrays):
-            values = arrays.pop(layer)  # let go of each layer as soon as it is written
-            self._ds[group_path(layer)]["activation"][start:stop] = values.astype(
-                np.float32, copy=False
-            )
-            del values
+        self._write_activations(arrays, start)
         for name, values in coords.items():
             if values.dtype.kind == "b":
                 values = values.astype("i1")
-            self._ds[name][start:stop] = values
-        self._ds["stimulus_id"][start:stop] = ids.astype(object)
-        self._ds.setncattr("presentations_complete", stop)
-        self._ds.sync()
+            self._file[name][start:stop] = values
+        self._file["stimulus_id"][start:stop] = ids.astype(object)
+        self._file.attrs["presentations_complete"] = stop
+        self._file.flush()
+        self._file._h5file.flush()  # h5netcdf's flush writes no HDF5 buffers to disk
         self.n_written = stop
         self._seen_ids.update(ids)
+
+    def _write_activations(self, arrays: dict[str, np.ndarray], start: int) -> None:
+        """Encode every chunk of the batch (in parallel) and store them in order.
+
+        The arrays are popped from ``arrays``, so each is freed once its chunks are encoded.
+        """
+        level = self.compression_level if self.compression else None
+        jobs = []  # (dataset, chunk offset, encoded bytes or a future of them)
+        for layer in list(arrays):
+            values = arrays.pop(layer).astype(np.float32, copy=False)
+            if self.dtype == "float16":
+                values = bitround(values)
+            dataset = self._datasets[layer]
+            rows = dataset.chunks[0]
+            if start % rows:  # resumed with another batch size: HDF5 encodes it
+                dataset[start : start + len(values)] = values
+                continue
+            for offset in range(0, len(values), rows):
+                piece = values[offset : offset + rows]
+                if len(piece) < rows:  # the last chunk: HDF5 stores edge chunks whole
+                    piece = np.concatenate(
+                        [piece, np.zeros((rows - len(piece), *piece.shape[1:]), np.float32)]
+                    )
+                where = (start + offset,) + (0,) * (values.ndim - 1)
+                if self._pool is not None:
+                    encoded = self._pool.submit(_encode_chunk, piece, level)
+                else:
+                    encoded = _encode_chunk(piece, level)
+                jobs.append((dataset, where, encoded))
+            del values, piece
+        jobs.reverse()
+        while jobs:  # in order, letting go of each chunk's bytes once written
+            dataset, where, encoded = jobs.pop()
+            data = encoded if isinstance(encoded, bytes) else encoded.result()
+            dataset.id.write_direct_chunk(where, data)
+            del data, encoded
 
     def _define(self, arrays: Mapping[str, np.ndarray], coords: Mapping[str, np.ndarray]) -> None:
         """Create the coordinate variables and layer groups from the first batch."""
@@ -514,12 +618,16 @@ class ActivationWriter:
             raise ValueError(f"'layer_data' / 'layer_attrs' name layers not written: {unknown}.")
         for name, values in coords.items():
             if values.dtype.kind == "O":
-                self._ds.createVariable(name, str, ("presentation",))
+                dtype = h5py.string_dtype()
             elif values.dtype.kind == "b":
-                var = self._ds.createVariable(name, "i1", ("presentation",))
-                var.setncattr("dtype", "bool")  # xarray decodes this back to bool
+                dtype = np.dtype("i1")
             else:
-                self._ds.createVariable(name, values.dtype, ("presentation",))
+                dtype = values.dtype
+            var = self._file.create_variable(
+                name, ("presentation",), dtype, chunks=(COORD_CHUNK,)
+            )
+            if values.dtype.kind == "b":
+                var.attrs["dtype"] = "bool"  # xarray decodes this back to bool
         self._coord_names = list(coords)
         shapes = {layer: values.shape for layer, values in arrays.items()}
         dims = {}
@@ -536,42 +644,50 @@ class ActivationWriter:
         file_dims = _file_dim_names(dims)
         b = next(iter(shapes.values()))[0]
         compression = (
-            {"compression": self.compression, "complevel": self.compression_level, "shuffle": True}
+            {"compression": "gzip", "compression_opts": self.compression_level, "shuffle": True}
             if self.compression
             else {}
         )
         for layer, shape in shapes.items():
-            group = self._ds.createGroup(group_path(layer))
-            group.setncatts({**self.layer_attrs.get(layer, {}), "layer": layer})
+            group = self._require_group(group_path(layer))
+            group.attrs.update({**self.layer_attrs.get(layer, {}), "layer": layer})
             names = file_dims[layer]
             for base, size in dims[layer]:
                 if names[base] not in group.dimensions:
-                    group.createDimension(names[base], size)
-            quantize = (
-                {"quantize_mode": "BitRound", "significant_digits": 10}
-                if self.dtype == "float16"
-                else {}
-            )
+                    group.dimensions[names[base]] = size
             canonical = CANONICAL_DIMS[len(shape)]
-            var = group.createVariable(
+            var = group.create_variable(
                 "activation",
-                "f4",
                 ("presentation", *(names[d] for d in canonical)),
-                chunksizes=(_chunk_length(b, 4 * math.prod(shape[1:])), *shape[1:]),
+                np.float32,
+                chunks=(_chunk_length(b, 4 * math.prod(shape[1:])), *shape[1:]),
                 **compression,
-                **quantize,
             )
-            var.setncattr("axes", " ".join(("presentation", *canonical)))
+            var.attrs["axes"] = " ".join(("presentation", *canonical))
+            if self.dtype == "float16":
+                var.attrs["_QuantizeBitRoundNumberOfSignificantBits"] = np.int32(
+                    FLOAT16_MANTISSA_BITS
+                )
             for name, (var_dims, values) in self.layer_data.get(layer, {}).items():
                 values = np.asarray(values)
-                extra = group.createVariable(
-                    name, values.dtype, tuple(names[d] for d in var_dims), **compression
+                extra = group.create_variable(
+                    name,
+                    tuple(names[d] for d in var_dims),
+                    values.dtype,
+                    data=values,
+                    **(compression if values.size else {}),
                 )
-                extra.setncattr("axes", " ".join(var_dims))
-                extra[...] = values
+                extra.attrs["axes"] = " ".join(var_dims)
             self._layers[layer] = tuple(shape[1:])
-        self._ds.setncattr("layers", ",".join(self._layers))
-        self._ds.setncattr("coordinates", " ".join(["stimulus_id", *self._coord_names]))
+            self._datasets[layer] = var._h5ds
+        self._file.attrs["layers"] = ",".join(self._layers)
+        self._file.attrs["coordinates"] = " ".join(["stimulus_id", *self._coord_names])
+
+    def _require_group(self, path: str):
+        group = self._file
+        for part in path.split("/"):
+            group = group.groups[part] if part in group.groups else group.create_group(part)
+        return group
 
     def _check_batch(self, arrays, ids: np.ndarray, coords) -> None:
         missing = [k for k in self._layers if k not in arrays]

@@ -133,8 +133,10 @@ def _add_extract(sub):
                    help="mask every input before the forward pass, e.g. periphery:0.8:mean or patches:0.6 "
                         "(strategies of neuroalign.masking; seeded by --seed)")
     p.add_argument("--seed", type=int, default=0, help="seed of random projections and masks (default 0)")
-    p.add_argument("--compression", choices=["zlib", "zstd", "none"], default="zlib",
-                   help="zlib (default, readable everywhere), zstd (faster; MATLAB/R need the HDF5 zstd plugin) or none")
+    p.add_argument("--compression", choices=["zlib", "none"], default="zlib",
+                   help="zlib (default: shuffle + deflate, which every netCDF reader decodes) or none")
+    p.add_argument("--compression-level", type=int, default=1,
+                   help="deflate level 1-9 (default 1, the fastest)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted extraction (OUT.partial) instead of starting afresh")
     p.set_defaults(run=_run_extract)
@@ -178,7 +180,7 @@ def _run_extract(args):
                    tokens=args.tokens, projection=args.projection, n_components=args.n_components,
                    fit_stimuli=args.pca_fit, mask=mask, seed=args.seed,
                    compression=None if args.compression == "none" else args.compression,
-                   resume=args.resume, attrs=attrs)
+                   compression_level=args.compression_level, resume=args.resume, attrs=attrs)
     print(f"activations: {path}")
 
 

@@ -2,11 +2,10 @@
 
 Forward hooks capture the outputs of the chosen modules during a full forward pass. Three
 steps overlap: a loader thread prepares batch i+1 while the model runs on batch i, and a writer
-thread compresses and writes batch i-1 meanwhile (netCDF4 releases the GIL in HDF5's
-compression and I/O). At most two batches of activations are alive at once, whatever the
-number of stimuli. (On Linux, glibc's adaptive mmap threshold lets the process keep memory it
-has freed, which shows as up to ~1.9x one batch's peak RSS in benchmarks/bench_extraction.py;
-``MALLOC_MMAP_THRESHOLD_=131072`` in the environment brings it to ~1.1x.)
+thread stores batch i-1 meanwhile, its chunks deflated in parallel without the GIL (see
+:class:`neuroalign.activations.ActivationWriter`). At most two batches of activations are
+alive at once, whatever the number of stimuli, and memory freed after each batch is handed
+back to the operating system.
 
 Per-layer options, applied in this order: token choice for (b, token, feature) outputs,
 spatial pooling for (b, channel, y, x) outputs, then a projection to k features (a seeded
@@ -21,7 +20,7 @@ import math
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -116,11 +115,58 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str] | None = None) 
     return resolved
 
 
+class ImageTransform:
+    """Resize(size), CenterCrop(size), ToTensor and optionally Normalize(mean, std).
+
+    Call it on one PIL image, as any torchvision transform; :meth:`batch` gives the same
+    result (bit for bit) for a whole batch of uint8 pixels that are already ``size`` square,
+    without a PIL round trip per image.
+    """
+
+    def __init__(
+        self, size: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+    ):
+        from torchvision import transforms
+
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise ValueError(f"'size' must be a positive int; got {size!r}.")
+        if (mean is None) != (std is None):
+            raise ValueError("Give both 'mean' and 'std' for normalisation, or neither.")
+        if mean is not None and (len(mean) != 3 or len(std) != 3):
+            raise ValueError(f"'mean' and 'std' need 3 values (RGB); got {mean!r}, {std!r}.")
+        self.size = size
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32)
+        steps = [transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()]
+        self.description = f"Resize({size}) CenterCrop({size}) ToTensor"
+        if mean is not None:
+            steps.append(transforms.Normalize(mean, std))
+            self.description += f" Normalize(mean={list(mean)}, std={list(std)})"
+        self._steps = transforms.Compose(steps)
+
+    def __call__(self, image) -> torch.Tensor:
+        return self._steps(image)
+
+    def __repr__(self) -> str:
+        return f"ImageTransform({self.description})"
+
+    def batch(self, pixels: np.ndarray) -> torch.Tensor | None:
+        """(b, H, W, 3) uint8 -> (b, 3, size, size) float32; None unless H = W = size (then
+        Resize and CenterCrop would change the pixels: transform each image instead)."""
+        if pixels.ndim != 4 or pixels.shape[1:] != (self.size, self.size, 3):
+            return None
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).contiguous()
+        x = x.float().div(255)
+        if self.mean is not None:
+            x.sub_(self.mean[:, None, None]).div_(self.std[:, None, None])
+        return x
+
+
 def image_transform(
     size: int,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-) -> tuple[Callable, str]:
+) -> tuple[ImageTransform, str]:
     """The usual stimulus preprocessing: Resize(size), CenterCrop(size), ToTensor, Normalize.
 
     Args:
@@ -128,23 +174,12 @@ def image_transform(
         mean, std: per-channel normalisation (both or neither); None keeps pixels in [0, 1].
 
     Returns:
-        (transform, description): the transform maps an RGB PIL image to a float tensor
-        (3, size, size); the description is stored in the activation file's attributes.
+        (transform, description): the transform (an :class:`ImageTransform`) maps an RGB PIL
+        image to a float tensor (3, size, size); the description is stored in the activation
+        file's attributes.
     """
-    from torchvision import transforms
-
-    if not isinstance(size, int) or size <= 0:
-        raise ValueError(f"'size' must be a positive int; got {size!r}.")
-    if (mean is None) != (std is None):
-        raise ValueError("Give both 'mean' and 'std' for normalisation, or neither.")
-    steps = [transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()]
-    description = f"Resize({size}) CenterCrop({size}) ToTensor"
-    if mean is not None:
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError(f"'mean' and 'std' need 3 values (RGB); got {mean!r}, {std!r}.")
-        steps.append(transforms.Normalize(mean, std))
-        description += f" Normalize(mean={list(mean)}, std={list(std)})"
-    return transforms.Compose(steps), description
+    transform = ImageTransform(size, mean, std)
+    return transform, transform.description
 
 
 def _check_pooling(pooling) -> None:
@@ -176,14 +211,20 @@ class _Recorder:
     """Forward hooks that keep a pooled copy of each chosen module's latest output.
 
     The copy is taken when the module returns, so a later in-place operation (an in-place
-    ReLU after a conv) cannot change it.
+    ReLU after a conv) cannot change it. Copies go into buffers allocated on the first batch
+    and reused for every later one, so no batch allocates its activations anew (fresh
+    allocations of the same sizes fragment the heap, and the process grows batch by batch).
+    With ``slots=2`` two sets of buffers alternate, batch by batch, so one batch can be
+    written while the next one runs.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], pooling=None):
+    def __init__(self, model: nn.Module, layers: Sequence[str], pooling=None, slots: int = 1):
         modules = dict(model.named_modules())
         self.pooling = pooling
         self.outputs: dict[str, torch.Tensor] = {}
         self.calls: dict[str, int] = {}
+        self._buffers: list[dict[str, torch.Tensor]] = [{} for _ in range(slots)]
+        self._slot = 0
         self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in layers]
 
     def _hook(self, name: str):
@@ -195,20 +236,36 @@ class _Recorder:
                     f"Layer {name!r} returned {type(output).__name__}, not a tensor (or a tuple "
                     "starting with one); choose another layer."
                 )
-            pooled = pool(output, self.pooling)
-            self.outputs[name] = pooled.clone() if pooled is output else pooled
+            self.outputs[name] = self._keep(name, pool(output, self.pooling))
             self.calls[name] = self.calls.get(name, 0) + 1
 
         return hook
 
+    def _keep(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        buffers = self._buffers[self._slot]
+        buffer = buffers.get(name)
+        if (
+            buffer is None
+            or buffer.shape[1:] != x.shape[1:]
+            or len(buffer) < len(x)
+            or buffer.dtype != x.dtype
+            or buffer.device != x.device
+        ):
+            buffer = buffers[name] = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        kept = buffer[: len(x)]
+        kept.copy_(x)
+        return kept
+
     def reset(self) -> None:
+        """Forget the outputs and move on to the next set of buffers."""
         self.outputs.clear()
         self.calls.clear()
+        self._slot = (self._slot + 1) % len(self._buffers)
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
-
+        self._buffers = [{} for _ in self._buffers]
 
 
 # --------------------------------------------------------------------------- stimulus sources
@@ -285,7 +342,12 @@ def _as_source(stimuli):
 def _load_batch(source, index: np.ndarray, transform: Callable | None, mask_fn=None):
     """Stimuli ``index`` as one (b, 3, H, W) tensor, with their coords (name -> (b,))."""
     images, item_coords = [], []
-    for i in index:
+    batched = None
+    if isinstance(source, StimulusSet) and source.images is not None and callable(
+        getattr(transform, "batch", None)
+    ):
+        batched = transform.batch(source.images[index])
+    for i in index if batched is None else ():
         if isinstance(source, StimulusSet):
             image, coords = source.image(int(i)), None
         else:
@@ -307,7 +369,7 @@ def _load_batch(source, index: np.ndarray, transform: Callable | None, mask_fn=N
             )
         images.append(x)
         item_coords.append(coords)
-    x = torch.stack(images).float()
+    x = torch.stack(images).float() if batched is None else batched
     if isinstance(source, StimulusSet):
         coords = {name: values[index] for name, values in source.coords.items()}
         if source.paths is not None and "image_path" not in coords:
@@ -495,16 +557,20 @@ def _layer_outputs(recorder: _Recorder, names: list[str], lenient: bool, warned:
 class _Runner:
     """The model with its hooks and the per-layer options: one batch in, arrays out."""
 
-    def __init__(self, model, names, lenient, pooling, tokens, device):
+    def __init__(self, model, names, lenient, pooling, tokens, device, slots=1):
         self.model, self.names, self.lenient = model, names, lenient
         self.tokens, self.device = tokens, device
-        self.recorder = _Recorder(model, names, pooling)
+        self.recorder = _Recorder(model, names, pooling, slots)
         self.warned: set[str] = set()
         self.projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Layer -> (b, ...) outputs after token choice and pooling, on the device."""
-        self.recorder.reset()
+        """Layer -> (b, ...) outputs after token choice and pooling, on the device.
+
+        The outputs live in the recorder's buffers: they stay valid until the batch after
+        next (two slots) or the next one (one slot)."""
+        self.recorder.outputs.clear()
+        self.recorder.calls.clear()
         with torch.inference_mode():
             self.model(x.to(self.device, non_blocking=True))
             names, outputs = _layer_outputs(self.recorder, self.names, self.lenient, self.warned)
@@ -571,8 +637,8 @@ def _fit_pca_projections(runner, fit_source, transform, mask_fn, batch_size, k):
     for index in _batches(0, len(fit_source), batch_size):
         x, _ = _load_batch(fit_source, index, transform, mask_fn)
         for name, values in runner.features(x).items():
-            collected.setdefault(name, []).append(
-                values.reshape(len(values), -1).to("cpu", torch.float32).numpy()
+            collected.setdefault(name, []).append(  # a copy: the buffers are reused
+                values.reshape(len(values), -1).to("cpu", torch.float32).numpy().copy()
             )
     fitted = {}
     for name, parts in collected.items():
@@ -647,6 +713,8 @@ def extract(
     attrs: dict | None = None,
     compression: str | None = "zlib",
     compression_level: int = 1,
+    compression_threads: int | None = None,
+    overlap: bool | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -656,8 +724,8 @@ def extract(
     afterwards). A module that runs several times in one forward pass (a shared ReLU) keeps its
     last output, with a warning. The file is written to ``<out_path>.partial`` and renamed
     when complete (see :class:`neuroalign.activations.ActivationWriter`). Loading, the forward
-    pass and compression/writing overlap in three threads; at most two batches of
-    activations are held at once.
+    pass and compression/writing overlap in three threads on an accelerator (``overlap``); at
+    most two batches of activations are held at once.
 
     Args:
         model: any ``nn.Module`` taking a (b, 3, H, W) float tensor.
@@ -696,9 +764,15 @@ def extract(
         seed: seed of the random projection and of random masks.
         attrs: provenance stored in the file (``model``, ``checkpoint_sha256``, ``recipe``,
             ``masking``, ``seed``, ``normalisation``, ...): strings or numbers.
-        compression: ``"zlib"`` (readable by every netCDF tool), ``"zstd"`` (faster; needs the
-            HDF5 zstd plugin outside Python) or None.
-        compression_level: zlib 0-9 (0: off), zstd 1-22.
+        compression: ``"zlib"`` (HDF5's shuffle and deflate, readable by every netCDF tool)
+            or None.
+        compression_level: deflate level 0-9 (0: off; 1, the default, is the fastest).
+        compression_threads: threads deflating chunks; None: one per CPU core (at most 8).
+        overlap: load, run and write successive batches at the same time in three threads;
+            None: when the model runs on an accelerator. On a CPU device the forward pass
+            already keeps every core busy, and threads competing with it slow it down more
+            than the work they do (measured in benchmarks/bench_extraction.py), so the steps
+            run in turn there, each using all cores.
         resume: continue an interrupted ``<out_path>.partial`` after its last complete batch:
             its stimulus ids must be the first ones of ``stimuli`` and its layers and
             attributes (except ``device`` and ``torch_version``) those of this call, else a
@@ -731,6 +805,8 @@ def extract(
         param = next(iter(model.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
     device = torch.device(device)
+    if overlap is None:
+        overlap = device.type != "cpu"
     out_path = Path(out_path)
 
     file_attrs = {
@@ -773,7 +849,7 @@ def extract(
         _finished_file(out_path, source, file_attrs)
         return out_path
 
-    runner = _Runner(model, names, lenient, pooling, tokens, device)
+    runner = _Runner(model, names, lenient, pooling, tokens, device, 2 if overlap else 1)
     bar = tqdm(total=n, unit="img", desc="extract", disable=not progress)
     try:
         model.eval()
@@ -783,6 +859,7 @@ def extract(
             dtype=dtype,
             compression=compression,
             compression_level=compression_level,
+            threads=compression_threads,
             resume=resume,
         ) as writer:
             start = writer.n_written
@@ -811,7 +888,7 @@ def extract(
                         "explained_variance": (("feature",), variance),
                     }
             _run_batches(runner, writer, source, start, batch_size, transform, mask_fn, first,
-                         projection, n_components, seed, bar)
+                         projection, n_components, seed, bar, overlap)
     finally:
         bar.close()
         runner.close()
@@ -891,14 +968,36 @@ def _release_freed_memory() -> None:
         _MALLOC_TRIM(0)
 
 
+class _InlineExecutor:
+    """An executor that runs each task at once, in the calling thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as err:  # re-raised by result(), as from a thread
+            future.set_exception(err)
+        return future
+
+
+def _executor(overlap: bool, name: str):
+    return ThreadPoolExecutor(1, thread_name_prefix=name) if overlap else _InlineExecutor()
+
+
 def _run_batches(runner, writer, source, start, batch_size, transform, mask_fn, first,
-                 projection, k, seed, bar) -> None:
-    """The overlapped loop: load i+1 | forward i | write i-1."""
+                 projection, k, seed, bar, overlap) -> None:
+    """The batch loop: load i+1 | forward i | write i-1, overlapped in threads or in turn."""
     batches = _batches(start, len(source), batch_size)
     if not batches:
         return
-    with ThreadPoolExecutor(1, thread_name_prefix="neuroalign-load") as loader, ThreadPoolExecutor(
-        1, thread_name_prefix="neuroalign-write"
+    with _executor(overlap, "neuroalign-load") as loader, _executor(
+        overlap, "neuroalign-write"
     ) as write_pool:
         if start == 0:
             future = loader.submit(lambda: first)

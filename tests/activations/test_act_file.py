@@ -76,7 +76,7 @@ def test_round_trip_values_ids_coords_attrs(tmp_path, arrays):
     assert tree.attrs["model"] == "toy" and tree.attrs["seed"] == 3
     assert tree.attrs["trained"] == 1
     assert tree.attrs["schema_version"] == 1
-    for key in ("created", "neuroalign_version", "xarray_version", "netcdf4_version"):
+    for key in ("created", "neuroalign_version", "xarray_version", "h5netcdf_version", "hdf5_version"):
         assert isinstance(tree.attrs[key], str) and tree.attrs[key]
     tree.close()
 
