@@ -209,12 +209,12 @@ def _load_deflate():
     try:
         from isal import isal_zlib
 
-        return isal_zlib.compress, "isal"
+        return isal_zlib.compress
     except ImportError:  # python-isal has no wheel for this platform
-        return zlib.compress, "zlib"
+        return zlib.compress
 
 
-_DEFLATE, DEFLATE_IMPLEMENTATION = _load_deflate()
+_DEFLATE = _load_deflate()
 
 
 def bitround(values: np.ndarray, mantissa_bits: int = FLOAT16_MANTISSA_BITS) -> np.ndarray:
@@ -252,8 +252,6 @@ def attr_differences(given: Mapping, stored: Mapping) -> list[str]:
         old = stored.get(key)
         if isinstance(old, np.generic):
             old = old.item()
-        if isinstance(old, bytes):
-            old = old.decode()
         if old != value:
             differ.append(f"{key}: file {old!r}, now {value!r}")
     return differ

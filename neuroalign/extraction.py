@@ -256,8 +256,8 @@ class _Recorder:
         kept.copy_(x)
         return kept
 
-    def reset(self) -> None:
-        """Forget the outputs and move on to the next set of buffers."""
+    def start_batch(self) -> None:
+        """Forget the last outputs; this batch's copies go to the next set of buffers."""
         self.outputs.clear()
         self.calls.clear()
         self._slot = (self._slot + 1) % len(self._buffers)
@@ -265,6 +265,7 @@ class _Recorder:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+        self.outputs.clear()
         self._buffers = [{} for _ in self._buffers]
 
 
@@ -569,13 +570,11 @@ class _Runner:
 
         The outputs live in the recorder's buffers: they stay valid until the batch after
         next (two slots) or the next one (one slot)."""
-        self.recorder.outputs.clear()
-        self.recorder.calls.clear()
+        self.recorder.start_batch()
         with torch.inference_mode():
             self.model(x.to(self.device, non_blocking=True))
             names, outputs = _layer_outputs(self.recorder, self.names, self.lenient, self.warned)
         self.names, self.lenient = names, False
-        self.recorder.reset()
         return {name: select_tokens(out, self.tokens) for name, out in outputs.items()}
 
     def set_projection(self, layer: str, matrix: np.ndarray, mean: np.ndarray | None) -> None:
@@ -603,7 +602,6 @@ class _Runner:
 
     def close(self) -> None:
         self.recorder.remove()
-        self.recorder.reset()
 
 
 # --------------------------------------------------------------------------- extract
