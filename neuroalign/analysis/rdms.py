@@ -194,7 +194,8 @@ def calc_rdms(
             raise ValueError(f"layer {name!r}: {err}") from err
     if not rdms:
         raise ValueError("activations is empty: give at least one (layer_name, x)")
-    return rsatoolbox.rdm.concat(rdms)
+    # rsatoolbox's concat of a single RDMs drops its rdm descriptors
+    return rdms[0] if len(rdms) == 1 else rsatoolbox.rdm.concat(rdms)
 
 
 def match_stimuli(rdms, stimulus_id: Sequence[str], *, name: str = "RDMs"):

@@ -17,10 +17,11 @@ result goes through: `layerwise_rsa` here, and `bootstrap_rsa` and `difference_t
 - **Bootstrap.** One seeded loop (`bootstrap_samples`) resamples stimuli, subjects or both (see
   `rsa_inference`); the same seed gives the same resamples for any model RDMs, so samples are
   paired. Pairs of a stimulus with its own copy are dropped, as rsatoolbox does.
-- **NaN policy.** A resample in which a model's similarity with some subject is undefined (a
-  comparison of constant vectors gives NaN) yields NaN for that model in that resample: it is
-  dropped from intervals and p-values (nan-aware percentiles) with a warning saying how many
-  were dropped. Brain RDMs holding NaN are an error.
+- **NaN policy.** A resample in which a model's similarity with some subject is undefined
+  (rsatoolbox returns NaN) yields NaN for that model in that resample — the subject mean is a
+  plain mean, not a mean over the subjects left — and that resample is dropped from the model's
+  intervals and p-values (nan-aware percentiles), with a warning saying how many resamples were
+  dropped. Brain RDMs holding NaN are an error.
 """
 
 from __future__ import annotations
