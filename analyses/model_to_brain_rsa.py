@@ -28,14 +28,14 @@ def main(argv=None) -> None:
     parser.add_argument("--brains", nargs="+", default=list(DEFAULT_BRAINS),
                         help=f"brain data sets (default {' '.join(DEFAULT_BRAINS)})")
     parser.add_argument("--compare", default="spearman", help="RDM comparison method (rsatoolbox)")
-    parser.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples of stimuli")
+    parser.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples of stimuli")
     args = parser.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
     summaries = []
     for brain in args.brains:
         ds = workflows.rsa_from_file(args.activations, brain, compare_method=args.compare,
-                                     n_boot=args.bootstrap)
+                                     n_boot=args.n_boot)
         workflows.save_results(ds, args.out / f"rsa_{brain}.nc")
         plot_layerwise_rsa(ds, args.out / f"rsa_{brain}.png")
         summaries.append(xr.Dataset({

@@ -212,7 +212,7 @@ def _add_decorrelation(sub):
         "the n×n Gram matrix), mean |r| over unit pairs and the participation ratio, per layer "
         "of an activation file. Units with zero variance are left out and counted.")
     p.add_argument("activations", type=Path, help="activation file (.nc) from 'neuroalign extract'")
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples of stimuli for intervals (default 0: none)")
+    p.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples of stimuli for intervals (default 0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="stream each layer this many features at a time (for layers larger than "
@@ -224,7 +224,7 @@ def _add_decorrelation(sub):
 def _run_decorrelation(args):
     from neuroalign import workflows
 
-    ds = workflows.decorrelation_from_file(args.activations, args.layers, n_boot=args.bootstrap,
+    ds = workflows.decorrelation_from_file(args.activations, args.layers, n_boot=args.n_boot,
                                            seed=args.seed, chunk_size=args.chunk_size)
     _finish(ds, args.out, ["L", "L_lo", "L_hi", "mean_abs_r", "participation_ratio", "n_units", "n_constant_units"])
 
@@ -256,7 +256,7 @@ def _run_probe(args):
 
 
 def _add_rsa(sub):
-    from neuroalign.workflows import BRAIN_DATA
+    from neuroalign.data.registry import BRAIN_DATA
 
     p = sub.add_parser(
         "rsa", help="RSA of each layer against brain RDMs, with noise ceiling",
@@ -270,12 +270,15 @@ def _add_rsa(sub):
                    help="dissimilarity of the model RDMs (rsatoolbox definitions; euclidean is squared / n_features)")
     p.add_argument("--compare", default="spearman",
                    help="RDM comparison: spearman, tau-a, rho-a, corr, cosine, corr_cov … (rsatoolbox)")
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for a CI (default 0: none)")
+    p.add_argument("--pool-sessions", choices=["rdms", "similarities"], default="rdms",
+                   help="how a subject's sessions are pooled: average their RDMs, then compare "
+                        "(default), or compare each session, then average the similarities")
+    p.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples for a CI (default 0: none)")
     p.add_argument("--resample", choices=["stimuli", "subjects", "both"], default="stimuli",
                    help="what the bootstrap resamples (default stimuli; 'both' is conservative)")
     p.add_argument("--test", choices=["bootstrap", "ttest"],
                    help="also test every pair of layers (layer A vs layer B): paired bootstrap over "
-                        "--resample (with --bootstrap resamples, default 1000) or paired t-test over subjects")
+                        "--resample (with --n-boot resamples, default 1000) or paired t-test over subjects")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--figure", type=Path, help="write the layerwise RSA figure (PNG; an SVG beside it)")
     _add_analysis_io(p)
@@ -286,14 +289,9 @@ def _run_rsa(args):
     from neuroalign import workflows
 
     ds = workflows.rsa_from_file(args.activations, args.brain, args.layers, rdm_method=args.rdm_method,
-                                 compare_method=args.compare, n_boot=args.bootstrap,
-                                 resample=args.resample, seed=args.seed)
-    if args.test:
-        tests = workflows.layer_differences_from_file(
-            args.activations, args.brain, args.layers, rdm_method=args.rdm_method,
-            compare_method=args.compare, test=args.test, resample=args.resample,
-            n_boot=args.bootstrap or 1000, seed=args.seed)
-        ds = ds.merge(tests.rename({k: f"diff_{k}" for k in tests.data_vars}), combine_attrs="drop_conflicts")
+                                 compare_method=args.compare, pool_sessions=args.pool_sessions,
+                                 n_boot=args.n_boot, resample=args.resample, seed=args.seed,
+                                 test=args.test)
     _finish(ds, args.out, ["mean", "sem", "ci_lo", "ci_hi"])
     print(f"noise ceiling: lower {float(ds.noise_ceiling_lower):.3f}, upper {float(ds.noise_ceiling_upper):.3f}")
     if args.test:
@@ -301,8 +299,8 @@ def _run_rsa(args):
         print(f"\nlayer A vs layer B ({args.test}): difference of mean similarity, p-value")
         for i, a in enumerate(layers):
             for b in layers[i + 1:]:
-                d = tests.isel(layer_a=i, layer_b=layers.index(b))
-                print(f"  {a} − {b}: {float(d.difference):+.4f}  p = {float(d.p_value):.3g}")
+                d = ds.isel(layer_a=i, layer_b=layers.index(b))
+                print(f"  {a} − {b}: {float(d.diff_difference):+.4f}  p = {float(d.diff_p_value):.3g}")
     if args.figure:
         from neuroalign.analysis.plots import plot_layerwise_rsa
 
@@ -318,9 +316,9 @@ def _add_compare_models(sub):
         "stimulus_id) or linear CKA. Prints the matrix; writes netCDF and a heatmap on request.")
     p.add_argument("a", type=Path, help="activation file of the first model")
     p.add_argument("b", type=Path, nargs="?", help="activation file of the second model (default: a itself)")
-    p.add_argument("--method", default="spearman",
+    p.add_argument("--compare", default="spearman",
                    help="'cka' (linear CKA) or an rsatoolbox RDM comparison: spearman, tau-a, corr … (default spearman)")
-    p.add_argument("--debiased", action="store_true", help="debiased CKA (with --method cka)")
+    p.add_argument("--debiased", action="store_true", help="debiased CKA (with --compare cka)")
     p.add_argument("--rdm-method", default="correlation", choices=["correlation", "cosine", "euclidean"],
                    help="dissimilarity of the RDMs (RSA only)")
     p.add_argument("--out", type=Path, help="write the matrix to this netCDF file")
@@ -331,7 +329,7 @@ def _add_compare_models(sub):
 def _run_compare_models(args):
     from neuroalign import workflows
 
-    da = workflows.model_similarity_from_files(args.a, args.b, method=args.method,
+    da = workflows.model_similarity_from_files(args.a, args.b, compare_method=args.compare,
                                                rdm_method=args.rdm_method, debiased=args.debiased)
     print(da.to_pandas().round(3).to_string())
     if args.out:
@@ -347,9 +345,9 @@ def _add_partition(sub):
     p = sub.add_parser(
         "partition", help="unique and shared variance of a brain RDM explained by model layers",
         description="Variance partitioning (commonality analysis): regress the brain RDM (subjects "
-        "averaged) on 2-6 model-layer RDMs and split the explained variance into the parts unique "
+        "averaged) on 1 to 6 model-layer RDMs and split the explained variance into the parts unique "
         "to each model and shared by each subset.")
-    p.add_argument("models", nargs="+", help="model layers as FILE.nc:LAYER (2 to 6)")
+    p.add_argument("models", nargs="+", help="model layers as FILE.nc:LAYER (1 to 6; one gives its R²)")
     p.add_argument("--brain", default="kriegeskorte-hit", help="brain RDMs (as for 'neuroalign rsa')")
     p.add_argument("--rdm-method", default="correlation", choices=["correlation", "cosine", "euclidean"],
                    help="dissimilarity of the model RDMs")

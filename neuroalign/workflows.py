@@ -1,70 +1,35 @@
 """File-level stages: activation files and brain data in, results datasets out.
 
 These are what the CLI sub-commands and ``neuroalign demo`` call; the metrics themselves are
-plain array functions in :mod:`neuroalign.analysis`.
+plain array functions in :mod:`neuroalign.analysis`, and brain data by name come from
+:mod:`neuroalign.data.registry`.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from neuroalign.activations import flatten, layer_names, open_activations
+from neuroalign.data.registry import load_brain_rdms
 
-#: Brain RDMs by name: (loader, rdm descriptor naming the subject, or None).
-#: The RDMs of one subject (its sessions) are averaged into one RDM before comparison and
-#: noise ceilings, as Kriegeskorte et al. (2008) did.
-BRAIN_DATA: dict[str, tuple[Callable, str | None]] = {}
-
-
-def _register_brain_data() -> None:
-    from neuroalign.data import brain
-
-    BRAIN_DATA.update({
-        "kriegeskorte-hit": (brain.load_kriegeskorte_hit, "subject"),
-        "kriegeskorte-mit": (brain.load_kriegeskorte_mit, None),
-        "kriegeskorte-behaviour": (brain.load_kriegeskorte_behaviour, "subject"),
-        "cichy-it": (lambda: brain.load_cichy("IT"), "subject"),
-        "cichy-evc": (lambda: brain.load_cichy("EVC"), "subject"),
-        "algonauts-it": (lambda: brain.load_algonauts("IT"), "subject"),
-        "algonauts-evc": (lambda: brain.load_algonauts("EVC"), "subject"),
-    })
-
-
-_register_brain_data()
-
-
-def load_brain_rdms(name: str):
-    """(RDMs, subject descriptor) of a registered brain data set, or of an rsatoolbox RDMs file."""
-    if name in BRAIN_DATA:
-        loader, subject = BRAIN_DATA[name]
-        rdms = loader()
-        if subject is not None and len(set(rdms.rdm_descriptors[subject])) < rdms.n_rdm:
-            from neuroalign.data.brain import average_by
-
-            rdms = average_by(rdms, subject)  # one RDM per subject: sessions averaged
-        return rdms, subject
-    if name.endswith(".nc"):
-        from neuroalign.data.responses import load_responses
-
-        rdms = load_responses(name)
-        return rdms, "subject" if "subject" in rdms.rdm_descriptors else None
-    if os.path.sep in name or name.endswith((".hdf5", ".h5", ".pkl")):
-        from neuroalign.data.brain import load_rdms_file
-
-        rdms = load_rdms_file(name)
-        return rdms, "subject" if "subject" in rdms.rdm_descriptors else None
-    close = difflib.get_close_matches(name, list(BRAIN_DATA), n=3, cutoff=0.4)
-    raise ValueError(
-        f"Unknown brain data {name!r}; valid names: {', '.join(BRAIN_DATA)}, the path of an "
-        "rsatoolbox RDMs file, or a responses netCDF (presentation × neuroid, 'region' coord)." + (f" Did you mean {close[0]!r}?" if close else "")
-    )
-
+__all__ = [
+    "decorrelation_from_file",
+    "format_table",
+    "iter_layer_chunks",
+    "iter_layers",
+    "layer_rdms_from_file",
+    "model_similarity_from_files",
+    "partition_from_files",
+    "probe_from_files",
+    "rsa_from_file",
+    "save_results",
+    "stimulus_coords",
+]
 
 def iter_layers(path: str | Path, layers: Sequence[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """(layer, activations (n_stimuli, n_units) float64) for each layer, one in memory at a time."""
@@ -127,26 +92,41 @@ def rsa_from_file(
     *,
     rdm_method: str = "correlation",
     compare_method: str = "spearman",
+    pool_sessions: str = "rdms",
     n_boot: int = 0,
     resample: str = "stimuli",
     seed: int = 0,
+    test: str | None = None,
     chunk_size: int = 4096,
 ) -> xr.Dataset:
     """RSA of every layer of an activation file against brain RDMs, with the noise ceiling.
 
     Stimuli are matched by ``stimulus_id``, not by position. Layers are streamed from the
-    file ``chunk_size`` features at a time, so a layer never has to fit in memory.
-    ``resample`` ('stimuli', 'subjects', 'both') chooses what the bootstrap resamples.
+    file ``chunk_size`` features at a time, so a layer never has to fit in memory; each layer's
+    RDM is computed once. ``pool_sessions`` ('rdms' or 'similarities') says how a subject's
+    sessions are pooled, ``resample`` ('stimuli', 'subjects', 'both') what the bootstrap
+    resamples. With ``test`` ('bootstrap' or 'ttest') every pair of layers is also tested
+    (``analysis.difference_test``, with ``n_boot`` or 1000 resamples): its variables are added
+    with the prefix ``diff_``.
     """
     from neuroalign.analysis.rsa import layerwise_rsa
 
     rdms, subject = load_brain_rdms(brain)
-    ids = stimulus_coords(path)["stimulus_id"].values
+    model = layer_rdms_from_file(path, layers, rdm_method=rdm_method, chunk_size=chunk_size)
     ds = layerwise_rsa(
-        iter_layer_chunks(path, layers, chunk_size), ids, rdms,
-        rdm_method=rdm_method, compare_method=compare_method, subject_descriptor=subject,
-        n_boot=n_boot, resample=resample, seed=seed, brain_name=brain, chunk_size=chunk_size,
+        model, None, rdms, compare_method=compare_method, subject_descriptor=subject,
+        pool_sessions=pool_sessions, n_boot=n_boot, resample=resample, seed=seed,
+        brain_name=brain,
     )
+    if test:
+        from neuroalign.analysis.rsa_inference import difference_test
+
+        tests = difference_test(
+            model, rdms, compare_method, test=test, resample=resample, subject_descriptor=subject,
+            pool_sessions=pool_sessions, n_boot=n_boot or 1000, seed=seed,
+        )
+        ds = ds.merge(tests.rename({k: f"diff_{k}" for k in tests.data_vars}),
+                      combine_attrs="drop_conflicts")
     ds.attrs["activations"] = str(path)
     return ds
 
@@ -154,38 +134,22 @@ def rsa_from_file(
 def layer_rdms_from_file(path, layers=None, *, rdm_method: str = "correlation",
                          chunk_size: int = 4096, descriptors=None):
     """One rsatoolbox RDM per layer of an activation file (rdm descriptor ``layer``)."""
-    from neuroalign.analysis.rsa import calc_rdms
+    from neuroalign.analysis.rdms import calc_rdms
 
     ids = stimulus_coords(path)["stimulus_id"].values
     return calc_rdms(iter_layer_chunks(path, layers, chunk_size), ids, rdm_method,
                      descriptors=descriptors, chunk_size=chunk_size)
 
 
-def layer_differences_from_file(
-    path, brain: str = "kriegeskorte-hit", layers=None, *, rdm_method: str = "correlation",
-    compare_method: str = "spearman", test: str = "bootstrap", resample: str = "stimuli",
-    n_boot: int = 1000, seed: int = 0,
-) -> xr.Dataset:
-    """Is layer A closer to the brain than layer B? Every pair of layers, tested
-    (``analysis.difference_test``: paired bootstrap, or a paired t-test over subjects)."""
-    from neuroalign.analysis.rsa_inference import difference_test
-
-    rdms, subject = load_brain_rdms(brain)
-    model = layer_rdms_from_file(path, layers, rdm_method=rdm_method)
-    ds = difference_test(model, rdms, compare_method, test=test, resample=resample,
-                         subject_descriptor=subject, n_boot=n_boot, seed=seed)
-    ds.attrs.update(activations=str(path), brain=brain)
-    return ds
-
-
 def model_similarity_from_files(
-    path_a, path_b=None, layers_a=None, layers_b=None, *, method: str = "spearman",
+    path_a, path_b=None, layers_a=None, layers_b=None, *, compare_method: str = "spearman",
     rdm_method: str = "correlation", debiased: bool = False,
 ) -> xr.DataArray:
     """Layer × layer similarity of two models (or one with itself) on the same stimuli:
-    RSA of their RDMs (``method`` an rsatoolbox comparison) or linear CKA (``method='cka'``)."""
+    RSA of their RDMs (``compare_method`` an rsatoolbox comparison) or linear CKA
+    (``compare_method='cka'``)."""
     path_b = path_b or path_a
-    if method == "cka":
+    if compare_method == "cka":
         from neuroalign.analysis.cka import cka_matrix
 
         ids_a = stimulus_coords(path_a)["stimulus_id"].values
@@ -201,20 +165,24 @@ def model_similarity_from_files(
         from neuroalign.analysis.rsa_inference import rsa_matrix
 
         da = rsa_matrix(layer_rdms_from_file(path_a, layers_a, rdm_method=rdm_method),
-                        layer_rdms_from_file(path_b, layers_b, rdm_method=rdm_method), method)
-    da.attrs.update(a=str(path_a), b=str(path_b), method=method)
+                        layer_rdms_from_file(path_b, layers_b, rdm_method=rdm_method), compare_method)
+    da.attrs.update(a=str(path_a), b=str(path_b))
     return da
 
 
 def partition_from_files(brain: str, models: Sequence[str], *, rdm_method: str = "correlation",
                          rank: bool = False) -> xr.Dataset:
-    """Unique and shared variance of a brain RDM explained by 2-6 model layers.
+    """Unique and shared variance of a brain RDM explained by 1-6 model layers.
 
     ``models``: ``"path.nc:layer"`` strings (the layer's module path after the last colon).
+    The brain RDM regressed is the mean over subjects of each subject's RDM (its sessions
+    averaged: ``pool_sessions='rdms'``).
     """
     from neuroalign.analysis.partitioning import variance_partitioning
+    from neuroalign.analysis.rsa import pool_subjects
 
-    rdms, _ = load_brain_rdms(brain)
+    rdms, subject = load_brain_rdms(brain)
+    rdms = pool_subjects(rdms, subject, "rdms").rdms
     named = {}
     for spec in models:
         path, sep, layer = str(spec).rpartition(":")
@@ -260,14 +228,14 @@ def probe_from_files(
     return ds
 
 
-def save_results(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a results dataset to netCDF under a temporary name, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
+def save_results(ds: xr.Dataset, out: str | Path) -> Path:
+    """Write a results dataset to the netCDF file ``out``, under a temporary name, then rename."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
     ds.to_netcdf(tmp, engine="netcdf4")
-    os.replace(tmp, path)
-    return path
+    os.replace(tmp, out)
+    return out
 
 
 def format_table(ds: xr.Dataset, variables: Sequence[str], dim: str = "layer") -> str:

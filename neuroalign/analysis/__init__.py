@@ -1,12 +1,17 @@
 """Analyses of layer activations: decorrelation and dimensionality, linear probes, RSA, CKA,
 variance partitioning, plots.
 
-Every function takes plain arrays (n_stimuli, n_features, ...) — numpy, torch or xarray — or a
-mapping {layer_name: array} for the layerwise versions, and returns numbers, rsatoolbox RDMs or
+Every function takes plain arrays (n_stimuli, n_features, ...) — numpy, torch or xarray — or
+`activations`, a mapping {layer_name: array}, for the layerwise versions, and returns numbers, rsatoolbox RDMs or
 xarray datasets. Stimulus-by-stimulus quantities (RDMs, decorrelation L, CKA) also take
 feature chunks (an iterable of (n_stimuli, chunk) arrays, e.g. `layer_chunks(path, layer)`),
 so a layer never has to fit in memory. The plot_* functions (neuroalign.analysis.plots)
 import matplotlib on first use.
+
+RSA modules depend one way: `rdms` (RDMs from activations, matching by stimulus id) <- `rsa`
+(comparison, noise ceiling, the subject engine and its bootstrap, `layerwise_rsa`) <-
+`rsa_inference` (bootstrap intervals, difference tests, model-vs-model RSA) and
+`partitioning`.
 """
 
 from neuroalign.analysis.cka import cka_from_grams, cka_matrix, gram, linear_cka
@@ -20,28 +25,23 @@ from neuroalign.analysis.decorrelation import (
 )
 from neuroalign.analysis.partitioning import commonality, r_squared, variance_partitioning
 from neuroalign.analysis.probes import LinearProbe, SklearnProbe, layerwise_probe
+from neuroalign.analysis.rdms import RDM_METHODS, calc_rdm, calc_rdms, match_stimuli
 from neuroalign.analysis.rsa import (
     COMPARE_METHODS,
-    RDM_METHODS,
-    calc_rdm,
-    calc_rdms,
-    check_and_reorder,
+    POOL_SESSIONS,
+    RESAMPLE,
+    bootstrap_samples,
     compare,
     layerwise_rsa,
     noise_ceiling,
+    pool_subjects,
 )
-from neuroalign.analysis.rsa_inference import (
-    RESAMPLE,
-    TESTS,
-    bootstrap_rsa,
-    bootstrap_samples,
-    difference_test,
-    rsa_matrix,
-)
+from neuroalign.analysis.rsa_inference import TESTS, bootstrap_rsa, difference_test, rsa_matrix
 from neuroalign.analysis.streaming import feature_chunks, layer_chunks
 
 __all__ = [
     "COMPARE_METHODS",
+    "POOL_SESSIONS",
     "RDM_METHODS",
     "RESAMPLE",
     "TESTS",
@@ -52,7 +52,6 @@ __all__ = [
     "bootstrap_samples",
     "calc_rdm",
     "calc_rdms",
-    "check_and_reorder",
     "cka_from_grams",
     "cka_matrix",
     "commonality",
@@ -68,6 +67,7 @@ __all__ = [
     "layerwise_probe",
     "layerwise_rsa",
     "linear_cka",
+    "match_stimuli",
     "noise_ceiling",
     "participation_ratio",
     "plot_layerwise_metric",
@@ -75,6 +75,7 @@ __all__ = [
     "plot_partitioning",
     "plot_rdm",
     "plot_rsa_matrix",
+    "pool_subjects",
     "r_squared",
     "rsa_matrix",
     "variance_partitioning",
@@ -86,6 +87,7 @@ _PLOTS = (
     "plot_partitioning",
     "plot_rdm",
     "plot_rsa_matrix",
+    "pool_subjects",
 )
 
 

@@ -118,8 +118,8 @@ def linear_cka(x, y, *, debiased: bool = False, chunk_size: int = 4096) -> float
 
 
 def cka_matrix(
-    layers_a: Mapping[str, object] | Iterable[tuple[str, object]],
-    layers_b: Mapping[str, object] | Iterable[tuple[str, object]] | None = None,
+    activations_a: Mapping[str, object] | Iterable[tuple[str, object]],
+    activations_b: Mapping[str, object] | Iterable[tuple[str, object]] | None = None,
     *,
     debiased: bool = False,
     chunk_size: int = 4096,
@@ -130,9 +130,9 @@ def cka_matrix(
     each layer plus n² per pair.
 
     Args:
-        layers_a: {layer_name: activations (n, ...)} or (name, activations) pairs.
-        layers_b: the same for the second model, same stimuli in the same row order;
-            None: layers_a against itself.
+        activations_a: {layer_name: x (n, ...)} or (layer_name, x) pairs.
+        activations_b: the same for the second model, same stimuli in the same row order;
+            None: activations_a against itself.
         debiased: see `linear_cka`.
         chunk_size: features read at a time.
 
@@ -140,8 +140,8 @@ def cka_matrix(
         xr.DataArray (layer_a, layer_b) named 'cka'.
     """
 
-    def grams(layers):
-        items = layers.items() if isinstance(layers, Mapping) else layers
+    def grams(activations):
+        items = activations.items() if isinstance(activations, Mapping) else activations
         out = {}
         for name, x in items:
             try:
@@ -149,11 +149,11 @@ def cka_matrix(
             except ValueError as err:
                 raise ValueError(f"layer {name!r}: {err}") from err
         if not out:
-            raise ValueError("layers is empty: give at least one (layer_name, activations)")
+            raise ValueError("activations is empty: give at least one (layer_name, x)")
         return out
 
-    grams_a = grams(layers_a)
-    grams_b = grams_a if layers_b is None else grams(layers_b)
+    grams_a = grams(activations_a)
+    grams_b = grams_a if activations_b is None else grams(activations_b)
     n_a = {g.shape[0] for g in grams_a.values()}
     n_b = {g.shape[0] for g in grams_b.values()}
     if len(n_a | n_b) != 1:

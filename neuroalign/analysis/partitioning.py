@@ -22,7 +22,7 @@ import numpy as np
 import scipy.stats
 import xarray as xr
 
-from neuroalign.analysis.rsa import check_and_reorder
+from neuroalign.analysis.rsa import align
 
 __all__ = ["commonality", "r_squared", "variance_partitioning"]
 
@@ -72,12 +72,12 @@ def commonality(r2: Mapping[frozenset, float], models: Sequence[str]) -> dict[fr
 def _vectors(brain_rdms, model_rdms, descriptor):
     if isinstance(model_rdms, Mapping):
         names = [str(k) for k in model_rdms]
-        ordered = [check_and_reorder(r, brain_rdms) for r in model_rdms.values()]
+        ordered = [align(r, brain_rdms) for r in model_rdms.values()]
         for name, r in zip(names, ordered, strict=True):
             if r.n_rdm != 1:
                 raise ValueError(f"model {name!r} holds {r.n_rdm} RDMs; give one RDM per model")
         return names, np.stack([r.get_vectors()[0] for r in ordered])
-    ordered = check_and_reorder(model_rdms, brain_rdms)
+    ordered = align(model_rdms, brain_rdms)
     if descriptor is None:
         descriptor = next(
             (d for d in ("model", "layer", "name") if d in model_rdms.rdm_descriptors), "index"
@@ -97,11 +97,13 @@ def variance_partitioning(
     descriptor: str | None = None,
     rank: bool = False,
 ) -> xr.Dataset:
-    """Unique and shared variance of a brain RDM explained by 2-6 model RDMs.
+    """Unique and shared variance of a brain RDM explained by 1-6 model RDMs (with one model,
+    its one part is its R²).
 
     Args:
-        brain_rdms: RDMs with a stimulus_id pattern descriptor; several RDMs (subjects) are
-            averaged into one first (call once per subject for per-subject results).
+        brain_rdms: RDMs with a stimulus_id pattern descriptor; several RDMs are averaged into
+            one first (pool a subject's sessions first with `rsa.pool_subjects`, or call once
+            per subject for per-subject results).
         model_rdms: RDMs (k models, one RDM each) or {name: RDMs with one RDM}; matched to the
             brain stimuli by id.
         descriptor: rdm descriptor naming the models (default 'model', else 'layer', else

@@ -1,6 +1,6 @@
 """Figures for analysis results: layerwise RSA with noise ceiling, RDM heatmaps, metric bars.
 
-Each function writes `<path>.png` and `<path>.svg` (whatever suffix `path` has), each to a
+Each function writes `<out>.png` and `<out>.svg` (whatever suffix `out` has), each to a
 temporary file renamed when complete, and returns the two paths. Matplotlib's Agg backend is
 used, so no display is needed.
 """
@@ -30,22 +30,22 @@ __all__ = [
 _NC_COLOR = "0.6"
 
 
-def save_figure(fig, path) -> list[Path]:
-    """Writes fig as PNG (150 dpi) and SVG next to `path`, atomically, and closes it.
+def save_figure(fig, out) -> list[Path]:
+    """Writes fig as PNG (150 dpi) and SVG next to `out`, atomically, and closes it.
 
     Args:
         fig: matplotlib Figure.
-        path: target; its suffix is replaced by .png and .svg.
+        out: target; its suffix is replaced by .png and .svg.
 
     Returns:
         [png_path, svg_path].
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     written = []
     try:
         for fmt in ("png", "svg"):
-            target = path.with_suffix(f".{fmt}")
+            target = out.with_suffix(f".{fmt}")
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -79,14 +79,14 @@ def _layer_axis(ax, layers) -> np.ndarray:
     return x
 
 
-def plot_layerwise_rsa(ds, path, *, show_subjects: bool = True) -> list[Path]:
+def plot_layerwise_rsa(ds, out, *, show_subjects: bool = True) -> list[Path]:
     """Mean model-brain similarity per layer, with error bars and the noise-ceiling band.
 
     Error bars are the bootstrap CI (`ci_lo`/`ci_hi`) when present, else the SEM over subjects.
 
     Args:
         ds: xr.Dataset from `layerwise_rsa` (variables mean, sem, similarity, noise ceiling).
-        path: output path (written as .png and .svg).
+        out: output file (written as .png and .svg).
         show_subjects: also draw each subject's similarity as a small dot.
 
     Returns:
@@ -134,7 +134,7 @@ def plot_layerwise_rsa(ds, path, *, show_subjects: bool = True) -> list[Path]:
     ax.set_title(f"model RDMs: {ds.attrs.get('rdm_method', '?')} distance", fontsize=10)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.spines[["top", "right"]].set_visible(False)
-    return save_figure(fig, path)
+    return save_figure(fig, out)
 
 
 def _rank_transform(matrix: np.ndarray) -> np.ndarray:
@@ -151,7 +151,7 @@ def _rank_transform(matrix: np.ndarray) -> np.ndarray:
 
 def plot_rdm(
     rdms_or_matrix,
-    path,
+    out,
     order=None,
     labels=None,
     *,
@@ -168,7 +168,7 @@ def plot_rdm(
 
     Args:
         rdms_or_matrix: rsatoolbox RDMs (several RDMs are averaged) or a square array (n, n).
-        path: output path (written as .png and .svg).
+        out: output file (written as .png and .svg).
         order: (n,) pattern indices to show in this order (default: category order when
             `categories` is given, else the patterns' order).
         labels: (n,) tick labels, in the original pattern order (default: the RDMs'
@@ -240,7 +240,7 @@ def plot_rdm(
         ax.set_yticks([])
         ax.set_xlabel(f"{n} stimuli")
     ax.set_title(title or measure, fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, out)
 
 
 def _category_groups(categories, category_order, n: int) -> tuple[list, np.ndarray]:
@@ -265,7 +265,7 @@ def _category_groups(categories, category_order, n: int) -> tuple[list, np.ndarr
     return category_order, np.array([position[str(c)] for c in categories.tolist()])
 
 
-def plot_layerwise_metric(ds, var: str, path, *, ylabel: str | None = None) -> list[Path]:
+def plot_layerwise_metric(ds, var: str, out, *, ylabel: str | None = None) -> list[Path]:
     """Bars of one per-layer variable (decorrelation L, participation ratio, probe accuracy).
 
     Error bars: `<var>_lo` / `<var>_hi` when present; else `<name>_std` for `<name>_mean`;
@@ -275,7 +275,7 @@ def plot_layerwise_metric(ds, var: str, path, *, ylabel: str | None = None) -> l
     Args:
         ds: xr.Dataset with a `layer` dim (from layerwise_decorrelation / layerwise_probe).
         var: the variable to plot.
-        path: output path (written as .png and .svg).
+        out: output file (written as .png and .svg).
         ylabel: axis label (default: var).
 
     Returns:
@@ -311,12 +311,12 @@ def plot_layerwise_metric(ds, var: str, path, *, ylabel: str | None = None) -> l
     ax.set_ylabel(ylabel or var)
     ax.set_title(f"{ds.attrs.get('metric', var)}{bars}", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
-    return save_figure(fig, path)
+    return save_figure(fig, out)
 
 
 def plot_rsa_matrix(
     da,
-    path,
+    out,
     *,
     title: str | None = None,
     annotate: bool | None = None,
@@ -329,7 +329,7 @@ def plot_rsa_matrix(
     Args:
         da: xr.DataArray (layer_a, layer_b) from `rsa_inference.rsa_matrix` or
             `cka.cka_matrix` (any 2-D DataArray: its dims name the axes).
-        path: output path (written as .png and .svg).
+        out: output file (written as .png and .svg).
         title: figure title (default: the comparison method or metric).
         annotate: write the values in the cells (default: when both sides have <= 12 layers).
         cmap: matplotlib colormap name.
@@ -369,10 +369,10 @@ def plot_rsa_matrix(
         method = da.attrs.get("compare_method")
         title = f"model-vs-model RSA ({method})" if method else str(label)
     ax.set_title(title, fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, out)
 
 
-def plot_partitioning(ds, path, *, title: str | None = None) -> list[Path]:
+def plot_partitioning(ds, out, *, title: str | None = None) -> list[Path]:
     """Variance partitioning: one bar per part (unique and shared) and the stacked total.
 
     Left: the commonality of every part (unique parts in colour, shared parts grey, negative
@@ -380,7 +380,7 @@ def plot_partitioning(ds, path, *, title: str | None = None) -> list[Path]:
 
     Args:
         ds: xr.Dataset from `partitioning.variance_partitioning`.
-        path: output path (written as .png and .svg).
+        out: output file (written as .png and .svg).
         title: figure title (default: the brain RDMs' name).
 
     Returns:
@@ -444,4 +444,4 @@ def plot_partitioning(ds, path, *, title: str | None = None) -> list[Path]:
         title or f"variance of {ds.attrs.get('brain', 'the brain RDM')} explained", fontsize=10
     )
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, out)

@@ -1,46 +1,61 @@
-"""Representational similarity analysis: RDMs from activations, comparison with brain RDMs.
+"""RSA: model RDMs compared with subjects' brain RDMs, through one subject-aggregation engine.
 
-RDMs are `rsatoolbox.rdm.RDMs` with the pattern descriptor `stimulus_id`, so model and brain
-RDMs are matched by stimulus name, never by position alone. Dissimilarities follow rsatoolbox
-(Nili et al. 2014, rsatoolbox.readthedocs.io) and are computed with torch in float64 from the
-n × n Gram matrix accumulated over feature chunks, so a layer never has to fit in memory:
+The engine (`pool_subjects`, `subject_similarity`, `bootstrap_samples`) is what every RSA
+result goes through: `layerwise_rsa` here, and `bootstrap_rsa` and `difference_test` in
+`rsa_inference`. Its rules, written once:
 
-    G = Σ_chunks X_c X_cᵀ,  s = Σ_chunks X_c·1,  D = number of features
-    euclidean   : (G_ii + G_jj - 2 G_ij) / D          (rsatoolbox: squared, per channel)
-    correlation : 1 - Gc_ij / sqrt(Gc_ii Gc_jj),  Gc = G - s sᵀ / D   (patterns centred
-                  over features; rows are shifted by their mean over the first chunk first,
-                  which keeps the subtraction accurate when means are large)
-    cosine      : 1 - G_ij / sqrt(G_ii G_jj)          (rsatoolbox has no cosine RDM)
+- **Subjects.** `subject_descriptor` names the rdm descriptor saying whose RDM each brain RDM
+  is (None: every RDM is a subject). Subjects are ordered by the sorted values of that
+  descriptor: numerically for numbers (1, 2, 10), lexically for anything else ('s1', 's10',
+  's2'); the `subject` coordinate keeps the values' type.
+- **Sessions.** Several RDMs of one subject (sessions, runs) are pooled by `pool_sessions`:
+  'rdms' (the default) averages the subject's RDMs into one, then compares — as Kriegeskorte et
+  al. (2008) did, and less noisy for rank-based comparisons; 'similarities' compares the model
+  with every RDM, then averages the subject's similarities. Noise ceilings are computed on the
+  same pooled RDMs (with 'similarities', rsatoolbox averages each subject's similarities).
+- **Result.** The similarity of a model RDM is the mean over subjects; the SEM is over subjects.
+- **Bootstrap.** One seeded loop (`bootstrap_samples`) resamples stimuli, subjects or both (see
+  `rsa_inference`); the same seed gives the same resamples for any model RDMs, so samples are
+  paired. Pairs of a stimulus with its own copy are dropped, as rsatoolbox does.
+- **NaN policy.** A resample in which a model's similarity with some subject is undefined
+  (rsatoolbox returns NaN) yields NaN for that model in that resample — the subject mean is a
+  plain mean, not a mean over the subjects left — and that resample is dropped from the model's
+  intervals and p-values (nan-aware percentiles), with a warning saying how many resamples were
+  dropped. Brain RDMs holding NaN are an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from copy import deepcopy
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import rsatoolbox
 import xarray as xr
 
-from neuroalign.analysis.streaming import feature_chunks
+from neuroalign.analysis.rdms import (
+    RDM_METHODS,
+    calc_rdms,
+    check_choice,
+    match_stimuli,
+    rdm_method_of,
+    resampled_vectors,
+)
 
 __all__ = [
     "COMPARE_METHODS",
-    "RDM_METHODS",
-    "calc_rdm",
-    "calc_rdms",
-    "check_and_reorder",
+    "POOL_SESSIONS",
+    "RESAMPLE",
+    "Subjects",
+    "bootstrap_samples",
     "compare",
     "layerwise_rsa",
     "noise_ceiling",
+    "pool_subjects",
+    "subject_similarity",
 ]
 
-RDM_METHODS = ("correlation", "cosine", "euclidean")
-_MEASURE_NAMES = {
-    "correlation": "correlation",
-    "cosine": "cosine",
-    "euclidean": "squared euclidean",
-}
 COMPARE_METHODS = (
     "spearman",
     "rho-a",
@@ -55,161 +70,11 @@ COMPARE_METHODS = (
     "bures",
     "bures_metric",
 )
+POOL_SESSIONS = ("rdms", "similarities")
+RESAMPLE = ("stimuli", "subjects", "both")
 
 
-def _check_method(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {list(valid)}; got {value!r}")
-
-
-def _check_ids(stimulus_id, n: int | None = None, *, name: str = "stimulus_id") -> np.ndarray:
-    ids = np.asarray(stimulus_id).astype(str)
-    if ids.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one id per stimulus); got shape {ids.shape}")
-    if n is not None and ids.size != n:
-        raise ValueError(f"{name} has {ids.size} ids but the activations have {n} stimuli")
-    values, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise ValueError(f"{name} holds duplicated ids: {values[counts > 1].tolist()[:20]}")
-    return ids
-
-
-def calc_rdm(
-    x,
-    stimulus_id,
-    method: str = "correlation",
-    descriptors: Mapping[str, object] | None = None,
-    chunk_size: int = 4096,
-    device=None,
-) -> rsatoolbox.rdm.RDMs:
-    """One RDM from activations, as rsatoolbox defines it, accumulated over feature chunks.
-
-    Matches `rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method=method)` for
-    'correlation' and 'euclidean' (squared distance / n_features) to float64 rounding;
-    'cosine' is 1 - cosine similarity (scipy's `pdist(x, "cosine")`).
-
-    Args:
-        x: activations (n_stimuli, n_features, ...) — numpy, torch (any device), or a lazy
-            array sliced chunk by chunk (dask, xarray, netCDF4 variable); or an iterable of
-            (n_stimuli, n_chunk) arrays, streamed.
-        stimulus_id: (n_stimuli,) unique ids, in the row order of x.
-        method: one of 'correlation', 'cosine', 'euclidean'.
-        descriptors: rdm descriptors, one value each, e.g. {'model': 'mae', 'layer': 'block3'}.
-        chunk_size: features per chunk when x is an array.
-        device: torch device for the accumulation (default: x's device if a tensor, else cpu).
-
-    Returns:
-        rsatoolbox.rdm.RDMs with one RDM, pattern_descriptors {'stimulus_id': ids, 'index'},
-        rdm_descriptors from `descriptors`, dissimilarity_measure set.
-    """
-    import torch
-
-    _check_method("method", method, RDM_METHODS)
-    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-    if device is None:
-        device = x.device if hasattr(x, "device") and hasattr(x, "detach") else "cpu"
-    f64 = torch.float64
-    gram = sums = shift = lo = hi = None
-    n_features = 0
-    for i, chunk in enumerate(feature_chunks(x, chunk_size)):
-        c = chunk if hasattr(chunk, "detach") else torch.from_numpy(np.asarray(chunk))
-        c = c.to(device=device, dtype=f64).reshape(c.shape[0], -1)
-        if gram is None:
-            n = c.shape[0]
-            gram = torch.zeros(n, n, dtype=f64, device=device)
-            sums = torch.zeros(n, dtype=f64, device=device)
-            lo, hi = c.amin(dim=1), c.amax(dim=1)
-            shift = c.mean(dim=1, keepdim=True) if method == "correlation" else 0.0
-        elif c.shape[0] != n:
-            raise ValueError(f"feature chunk {i} has {c.shape[0]} stimuli; chunk 0 had {n}")
-        if not bool(torch.isfinite(c).all()):
-            bad = (~torch.isfinite(c)).any(dim=1).nonzero().flatten().cpu().numpy()
-            ids = np.asarray(stimulus_id).astype(str)[bad] if len(stimulus_id) == n else bad
-            raise ValueError(
-                f"activations hold NaN/infinite values for stimuli {ids.tolist()[:20]}"
-            )
-        lo, hi = torch.minimum(lo, c.amin(dim=1)), torch.maximum(hi, c.amax(dim=1))
-        c = c - shift
-        gram.addmm_(c, c.T)
-        sums += c.sum(dim=1)
-        n_features += c.shape[1]
-    if gram is None or n_features == 0:
-        raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
-    ids = _check_ids(stimulus_id, n)
-
-    if method == "euclidean":
-        sq = torch.diagonal(gram)
-        rdm = (sq[:, None] + sq[None, :] - 2 * gram) / n_features
-    else:
-        if method == "correlation":
-            gram = gram - torch.outer(sums, sums) / n_features
-            degenerate = (lo == hi).cpu().numpy()
-            what = "constant over features (correlation is undefined)"
-        else:
-            degenerate = ((lo == 0) & (hi == 0)).cpu().numpy()
-            what = "all zero (cosine is undefined)"
-        if degenerate.any():
-            raise ValueError(
-                f"the activation patterns of stimuli {ids[degenerate].tolist()[:20]} are {what}"
-            )
-        norm = torch.sqrt(torch.diagonal(gram))
-        rdm = 1 - gram / torch.outer(norm, norm)
-    iu = np.triu_indices(n, k=1)
-    vector = rdm.cpu().numpy()[iu]
-    rdm_descriptors = {k: [v] for k, v in (descriptors or {}).items()}
-    return rsatoolbox.rdm.RDMs(
-        dissimilarities=vector[None, :],
-        dissimilarity_measure=_MEASURE_NAMES[method],
-        rdm_descriptors=rdm_descriptors,
-        pattern_descriptors={"stimulus_id": ids.tolist()},
-    )
-
-
-def calc_rdms(
-    layers: Mapping[str, object] | Iterable[tuple[str, object]],
-    stimulus_id,
-    method: str = "correlation",
-    descriptors: Mapping[str, object] | None = None,
-    chunk_size: int = 4096,
-    device=None,
-) -> rsatoolbox.rdm.RDMs:
-    """One RDM per layer (see `calc_rdm`), concatenated, with the rdm descriptor `layer`.
-
-    Args:
-        layers: {layer_name: activations} or an iterable of (layer_name, activations); each
-            activations is any input `calc_rdm` takes (read one layer at a time).
-        stimulus_id: (n_stimuli,) ids in the row order of every layer's activations.
-        method: one of RDM_METHODS.
-        descriptors: extra rdm descriptors shared by all layers (e.g. {'model': 'mae',
-            'seed': 0}), so that RDMs of several models can be concatenated and told apart.
-        chunk_size, device: see `calc_rdm`.
-
-    Returns:
-        rsatoolbox.rdm.RDMs, one RDM per layer in input order.
-    """
-    items = layers.items() if isinstance(layers, Mapping) else layers
-    rdms = []
-    for name, x in items:
-        try:
-            rdms.append(
-                calc_rdm(
-                    x,
-                    stimulus_id,
-                    method,
-                    {**(descriptors or {}), "layer": str(name)},
-                    chunk_size,
-                    device,
-                )
-            )
-        except ValueError as err:
-            raise ValueError(f"layer {name!r}: {err}") from err
-    if not rdms:
-        raise ValueError("layers is empty: give at least one (layer_name, activations)")
-    return rsatoolbox.rdm.concat(rdms)
-
-
-def compare(model_rdms, brain_rdms, method: str = "spearman", sigma_k=None) -> np.ndarray:
+def compare(model_rdms, brain_rdms, compare_method: str = "spearman", sigma_k=None) -> np.ndarray:
     """Similarity of every model RDM with every brain RDM (`rsatoolbox.rdm.compare`).
 
     Methods (see rsatoolbox.rdm.compare): 'spearman' (rank correlation), 'rho-a' (Spearman
@@ -220,103 +85,273 @@ def compare(model_rdms, brain_rdms, method: str = "spearman", sigma_k=None) -> n
     Args:
         model_rdms: RDMs (n_model RDMs) or array (n_model, n_pairs).
         brain_rdms: RDMs (n_brain RDMs) over the same stimuli, in the same order
-            (see `check_and_reorder`).
-        method: comparison method, one of COMPARE_METHODS.
+            (see `rdms.match_stimuli`).
+        compare_method: one of COMPARE_METHODS.
         sigma_k: pattern covariance for 'corr_cov' / 'cosine_cov' (default identity).
 
     Returns:
         np.ndarray (n_model, n_brain).
     """
-    _check_method("method", method, COMPARE_METHODS)
-    return rsatoolbox.rdm.compare(model_rdms, brain_rdms, method=method, sigma_k=sigma_k)
+    check_choice("compare_method", compare_method, COMPARE_METHODS)
+    return rsatoolbox.rdm.compare(model_rdms, brain_rdms, method=compare_method, sigma_k=sigma_k)
+
+
+class Subjects(NamedTuple):
+    """Brain RDMs grouped by subject, as the engine compares them (see `pool_subjects`)."""
+
+    rdms: object  # RDMs compared: one per subject ('rdms'), or every brain RDM ('similarities')
+    averaging: np.ndarray  # (rdms.n_rdm, n_subject): similarities @ averaging -> per subject
+    labels: np.ndarray  # (n_subject,) subject labels, in the documented order
+    descriptor: str  # the rdm descriptor naming the subjects ('index': one RDM a subject)
+    pool_sessions: str
+
+
+def _subject_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique labels, index of each value's label): numbers numerically, else as str."""
+    if values.dtype.kind not in "iufb":
+        values = values.astype(str)
+    return np.unique(values, return_inverse=True)
+
+
+def pool_subjects(
+    brain_rdms, subject_descriptor: str | None = None, pool_sessions: str = "rdms"
+) -> Subjects:
+    """The one place where brain RDMs become subjects (see the module docstring).
+
+    Args:
+        brain_rdms: RDMs, one or more per subject.
+        subject_descriptor: rdm descriptor naming the subject of each RDM; None: every RDM is
+            a subject.
+        pool_sessions: 'rdms' (average a subject's RDMs, then compare) or 'similarities'
+            (compare each RDM, then average a subject's similarities).
+
+    Returns:
+        Subjects(rdms, averaging, labels, descriptor, pool_sessions).
+    """
+    check_choice("pool_sessions", pool_sessions, POOL_SESSIONS)
+    group_by = subject_descriptor or "index"
+    if group_by not in brain_rdms.rdm_descriptors:
+        raise ValueError(
+            f"subject_descriptor must be one of {list(brain_rdms.rdm_descriptors)}; got "
+            f"{subject_descriptor!r}"
+        )
+    vectors = brain_rdms.get_vectors()
+    if np.isnan(vectors).any():
+        bad = np.nonzero(np.isnan(vectors).any(axis=1))[0].tolist()
+        raise ValueError(f"brain_rdms hold NaN dissimilarities (RDMs {bad[:20]})")
+    labels, which = _subject_order(np.asarray(brain_rdms.rdm_descriptors[group_by]))
+    which = which.ravel()
+    k = len(labels)
+    if pool_sessions == "rdms" and k < brain_rdms.n_rdm:
+        pooled = np.stack([vectors[which == j].mean(axis=0) for j in range(k)])
+        rdms = rsatoolbox.rdm.RDMs(
+            dissimilarities=pooled,
+            dissimilarity_measure=brain_rdms.dissimilarity_measure,
+            descriptors=dict(brain_rdms.descriptors),
+            rdm_descriptors={} if group_by == "index" else {group_by: list(labels)},
+            pattern_descriptors={
+                key: list(v) for key, v in brain_rdms.pattern_descriptors.items() if key != "index"
+            },
+        )
+        return Subjects(rdms, np.eye(k), labels, group_by, pool_sessions)
+    averaging = np.zeros((brain_rdms.n_rdm, k))
+    averaging[np.arange(brain_rdms.n_rdm), which] = 1
+    return Subjects(brain_rdms, averaging / averaging.sum(axis=0), labels, group_by, pool_sessions)
+
+
+def subject_similarity(
+    model_rdms, subjects: Subjects, compare_method: str = "spearman", idx=None
+) -> np.ndarray:
+    """Similarity (n_model, n_subject) of model RDMs (in the brain's stimulus order) with each
+    subject; on the resampled stimuli `idx` when given (self-pairs dropped)."""
+    if idx is None:
+        return compare(model_rdms, subjects.rdms, compare_method) @ subjects.averaging
+    model = resampled_vectors(model_rdms.get_matrices(), idx)
+    brain = resampled_vectors(subjects.rdms.get_matrices(), idx)
+    return compare(model, brain, compare_method) @ subjects.averaging
 
 
 def noise_ceiling(
-    brain_rdms, method: str = "spearman", rdm_descriptor: str = "index"
+    brain_rdms,
+    compare_method: str = "spearman",
+    subject_descriptor: str | None = None,
+    pool_sessions: str = "rdms",
 ) -> tuple[float, float]:
     """Noise ceiling of brain RDMs (`rsatoolbox.inference.boot_noise_ceiling`).
 
     Lower bound: each subject compared with the pooled RDM of all other subjects (leave one
-    out); upper bound: each subject compared with the pooled RDM of all subjects. Pooling is
-    the one suited to the method (rank-averaged for spearman, ...).
+    out); upper bound: each subject compared with the pooled RDM of all subjects. Pooling across
+    subjects is the one suited to the method (rank-averaged for spearman, ...). A subject's
+    sessions are pooled first as `pool_subjects` says.
 
     Args:
         brain_rdms: RDMs, one or more per subject.
-        method: comparison method, one of COMPARE_METHODS.
-        rdm_descriptor: rdm descriptor grouping RDMs by subject ('index': one RDM a subject).
+        compare_method: one of COMPARE_METHODS.
+        subject_descriptor: rdm descriptor naming the subjects (None: one RDM a subject).
+        pool_sessions: 'rdms' or 'similarities' (see `pool_subjects`).
 
     Returns:
         (lower, upper) floats.
     """
-    _check_method("method", method, COMPARE_METHODS)
-    if rdm_descriptor not in brain_rdms.rdm_descriptors:
+    check_choice("compare_method", compare_method, COMPARE_METHODS)
+    return _noise_ceiling(pool_subjects(brain_rdms, subject_descriptor, pool_sessions), compare_method)
+
+
+def _noise_ceiling(subjects: Subjects, compare_method: str) -> tuple[float, float]:
+    if len(subjects.labels) < 2:
         raise ValueError(
-            f"rdm_descriptor must be one of {list(brain_rdms.rdm_descriptors)}; got {rdm_descriptor!r}"
-        )
-    n_groups = len(np.unique(np.asarray(brain_rdms.rdm_descriptors[rdm_descriptor])))
-    if n_groups < 2:
-        raise ValueError(
-            f"a noise ceiling needs RDMs of at least 2 subjects; brain_rdms has {n_groups} "
-            f"value(s) of {rdm_descriptor!r}"
+            f"a noise ceiling needs RDMs of at least 2 subjects; brain_rdms has "
+            f"{len(subjects.labels)} value(s) of {subjects.descriptor!r}"
         )
     lower, upper = rsatoolbox.inference.boot_noise_ceiling(
-        brain_rdms, method=method, rdm_descriptor=rdm_descriptor
+        subjects.rdms, method=compare_method, rdm_descriptor=subjects.descriptor
     )
     return float(lower), float(upper)
 
 
-def check_and_reorder(model_rdms, brain_rdms):
-    """Returns a copy of model_rdms with its patterns in brain_rdms' stimulus order.
+def check_bootstrap(compare_method, resample, n_boot, ci, *, allow_zero: bool = False) -> None:
+    """Checks the arguments every RSA function shares."""
+    check_choice("compare_method", compare_method, COMPARE_METHODS)
+    check_choice("resample", resample, RESAMPLE)
+    if not isinstance(n_boot, int | np.integer) or n_boot < (0 if allow_zero else 1):
+        what = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"n_boot must be {what} integer; got {n_boot!r}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1); got {ci!r}")
 
-    Stimuli are matched by the `stimulus_id` pattern descriptor of both; the 'index' pattern
-    descriptor of the result is reset to 0..n-1.
 
-    Raises:
-        ValueError: a descriptor is missing, ids are duplicated, or the two sets of ids differ
-            (the message lists the ids found on one side only).
-    """
-    for name, rdms in (("model_rdms", model_rdms), ("brain_rdms", brain_rdms)):
-        if "stimulus_id" not in rdms.pattern_descriptors:
-            raise ValueError(
-                f"{name} has no 'stimulus_id' pattern descriptor (it has "
-                f"{list(rdms.pattern_descriptors)}); stimuli are matched by id, not by position"
-            )
-    model_ids = _check_ids(model_rdms.pattern_descriptors["stimulus_id"], name="model stimulus ids")
-    brain_ids = _check_ids(brain_rdms.pattern_descriptors["stimulus_id"], name="brain stimulus ids")
-    only_model = sorted(set(model_ids.tolist()) - set(brain_ids.tolist()))
-    only_brain = sorted(set(brain_ids.tolist()) - set(model_ids.tolist()))
-    if only_model or only_brain:
-        raise ValueError(
-            f"stimulus ids differ between model and brain RDMs: {len(only_model)} only in the "
-            f"model RDMs {only_model[:20]}, {len(only_brain)} only in the brain RDMs "
-            f"{only_brain[:20]}. Stimuli are matched by id, never by position: extract the "
-            "activations from the stimulus set the brain data belongs to (e.g. --stimuli "
-            "kriegeskorte92 or cichy92), whose ids the brain loaders use"
+def bootstrap_aligned(model, subjects: Subjects, compare_method, resample, n_boot, seed) -> np.ndarray:
+    """(n_boot, n_model) subject-mean similarities of model RDMs in the brain's stimulus order."""
+    n, k = subjects.rdms.n_cond, len(subjects.labels)
+    if resample != "stimuli" and k < 2:
+        raise ValueError(f"resample={resample!r} needs at least 2 subjects; got {k}")
+    rng = np.random.default_rng(seed)
+    fixed = subject_similarity(model, subjects, compare_method) if resample == "subjects" else None
+    out = np.empty((n_boot, model.n_rdm))
+    for b in range(n_boot):
+        idx = rng.integers(0, n, size=n) if resample != "subjects" else None
+        who = rng.integers(0, k, size=k) if resample != "stimuli" else np.arange(k)
+        sims = fixed if idx is None else subject_similarity(model, subjects, compare_method, idx)
+        out[b] = sims[:, who].mean(axis=1)  # NaN if any subject's similarity is undefined
+    dropped = np.isnan(out).any(axis=1).sum()
+    if dropped:
+        warnings.warn(
+            f"{dropped} of {n_boot} bootstrap resamples gave an undefined (NaN) similarity for "
+            "some model RDM and are dropped from its intervals and p-values",
+            RuntimeWarning,
+            stacklevel=3,
         )
-    position = {s: i for i, s in enumerate(model_ids)}
-    out = deepcopy(model_rdms)
-    out.reorder(np.array([position[s] for s in brain_ids]))
-    out.pattern_descriptors["index"] = list(range(len(brain_ids)))
     return out
 
 
-def _resampled_vectors(matrices: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Upper triangles of RDMs (k, n, n) on resampled patterns idx; pairs of a stimulus with
-    its own copy are NaN (trivially zero, excluded from comparisons as rsatoolbox does)."""
-    rows, cols = np.triu_indices(len(idx), k=1)
-    vectors = matrices[:, idx[rows], idx[cols]]
-    vectors[:, idx[rows] == idx[cols]] = np.nan
-    return vectors
+def bootstrap_samples(
+    model_rdms,
+    brain_rdms,
+    compare_method: str = "spearman",
+    *,
+    resample: str = "stimuli",
+    subject_descriptor: str | None = None,
+    pool_sessions: str = "rdms",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Subject-mean similarity of each model RDM in each bootstrap sample.
+
+    Args:
+        model_rdms: RDMs (n_model RDMs) with a stimulus_id pattern descriptor.
+        brain_rdms: RDMs, one or more per subject.
+        compare_method: one of COMPARE_METHODS.
+        resample: 'stimuli', 'subjects' or 'both' (see `rsa_inference`).
+        subject_descriptor, pool_sessions: see `pool_subjects`.
+        n_boot: number of bootstrap samples.
+        seed: seed of the numpy Generator; the same seed gives the same resamples for any
+            model RDMs, so samples of different calls are paired.
+
+    Returns:
+        np.ndarray (n_boot, n_model); NaN where a resample is undefined (see the NaN policy).
+    """
+    check_bootstrap(compare_method, resample, n_boot, 0.5)
+    subjects = pool_subjects(brain_rdms, subject_descriptor, pool_sessions)
+    model = align(model_rdms, subjects.rdms)
+    return bootstrap_aligned(model, subjects, compare_method, resample, n_boot, seed)
+
+
+def align(model_rdms, brain_rdms):
+    """`model_rdms` in the stimulus order of `brain_rdms` (matched by stimulus_id)."""
+    if "stimulus_id" not in brain_rdms.pattern_descriptors:
+        raise ValueError(
+            f"brain_rdms have no 'stimulus_id' pattern descriptor (they have "
+            f"{list(brain_rdms.pattern_descriptors)}); stimuli are matched by id, not by position"
+        )
+    return match_stimuli(
+        model_rdms, brain_rdms.pattern_descriptors["stimulus_id"], name="the model RDMs"
+    )
+
+
+def percentile_interval(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nan-aware percentile interval of coverage `ci` over the first axis of `samples`."""
+    lo, hi = np.nanpercentile(samples, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100], axis=0)
+    return lo, hi
+
+
+def rsa_dataset(
+    model,
+    subjects: Subjects,
+    compare_method: str,
+    dim: str,
+    labels: Sequence[str],
+    *,
+    n_boot: int,
+    resample: str,
+    seed: int,
+    ci: float,
+    keep_samples: bool,
+    attrs: Mapping[str, object],
+) -> xr.Dataset:
+    """The RSA result of model RDMs (in the brain's stimulus order): similarity per subject,
+    mean and SEM over subjects, noise ceiling, bootstrap interval (and samples)."""
+    similarity = subject_similarity(model, subjects, compare_method)  # (model, subject)
+    k = len(subjects.labels)
+    lower, upper = _noise_ceiling(subjects, compare_method) if k > 1 else (np.nan, np.nan)
+    sem = similarity.std(axis=1, ddof=1) / np.sqrt(k) if k > 1 else np.full(len(labels), np.nan)
+    data = {
+        "similarity": ((dim, "subject"), similarity),
+        "mean": (dim, similarity.mean(axis=1)),
+        "sem": (dim, sem),
+        "noise_ceiling_lower": ((), float(lower)),
+        "noise_ceiling_upper": ((), float(upper)),
+    }
+    if n_boot:
+        samples = bootstrap_aligned(model, subjects, compare_method, resample, n_boot, seed)
+        data["ci_lo"], data["ci_hi"] = ((dim, v) for v in percentile_interval(samples, ci))
+        if keep_samples:
+            data["samples"] = (("bootstrap", dim), samples)
+    return xr.Dataset(
+        data,
+        coords={dim: np.array(labels, dtype=str), "subject": subjects.labels},
+        attrs={
+            "metric": "rsa",
+            **attrs,
+            "compare_method": compare_method,
+            "subject_descriptor": subjects.descriptor,
+            "pool_sessions": subjects.pool_sessions,
+            "n_boot": int(n_boot),
+            "resample": resample,
+            "seed": int(seed),
+            "ci": float(ci),
+        },
+    )
 
 
 def layerwise_rsa(
-    layers: Mapping[str, object] | Iterable[tuple[str, object]],
+    activations: Mapping[str, object] | Iterable[tuple[str, object]] | rsatoolbox.rdm.RDMs,
     stimulus_id,
     brain_rdms,
     *,
     rdm_method: str = "correlation",
     compare_method: str = "spearman",
     subject_descriptor: str | None = None,
+    pool_sessions: str = "rdms",
     n_boot: int = 0,
     resample: str = "stimuli",
     seed: int = 0,
@@ -327,19 +362,19 @@ def layerwise_rsa(
 ) -> xr.Dataset:
     """RSA of each layer's RDM against subject brain RDMs, with noise ceiling and bootstrap CI.
 
+    Layer RDMs (`rdms.calc_rdms`, or given ready) through the engine of this module.
+
     Args:
-        layers: {layer_name: activations (n_stimuli, n_features, ...)} or an iterable of
-            (layer_name, activations) pairs; any input `calc_rdm` takes.
+        activations: {layer_name: x (n_stimuli, n_features, ...)} or an iterable of
+            (layer_name, x) pairs, any input `calc_rdm` takes; or ready model RDMs with an rdm
+            descriptor 'layer' (then stimulus_id is None: the RDMs carry their ids).
         stimulus_id: (n_stimuli,) ids in the row order of the activations.
         brain_rdms: RDMs with a 'stimulus_id' pattern descriptor, one or more per subject.
-        rdm_method: one of RDM_METHODS.
+        rdm_method: one of RDM_METHODS (ignored for ready RDMs).
         compare_method: one of COMPARE_METHODS.
-        subject_descriptor: rdm descriptor naming the subject of each brain RDM (several RDMs
-            of a subject, e.g. sessions, are averaged); None: each RDM is a subject.
-        n_boot: if > 0, percentile bootstrap CI of the subject-mean similarity (the same
-            seeded resamples for every layer; self-pairs of repeated stimuli dropped).
-        resample: what the bootstrap resamples: 'stimuli', 'subjects' or 'both' (see
-            `rsa_inference`; 'both' is conservative).
+        subject_descriptor, pool_sessions: see `pool_subjects`.
+        n_boot: if > 0, percentile bootstrap CI of the subject-mean similarity.
+        resample: what the bootstrap resamples: 'stimuli', 'subjects' or 'both'.
         seed: bootstrap seed.
         ci: coverage of the bootstrap interval.
         brain_name: name of the brain RDMs for plots (default: brain_rdms.descriptors['name'],
@@ -350,113 +385,27 @@ def layerwise_rsa(
         xr.Dataset, dims (layer, subject): `similarity` (layer, subject); `mean`, `sem`
         (layer; sem is NaN with one subject); `ci_lo`, `ci_hi` (layer) when n_boot > 0;
         scalar `noise_ceiling_lower`, `noise_ceiling_upper` (NaN with one subject).
-        attrs: rdm_method, compare_method, brain, n_boot, resample, seed, ci.
+        attrs: rdm_method, compare_method, brain, subject_descriptor, pool_sessions, n_boot,
+        resample, seed, ci.
     """
-    from neuroalign.analysis import rsa_inference  # it imports this module
-
-    _check_method("rdm_method", rdm_method, RDM_METHODS)
-    _check_method("compare_method", compare_method, COMPARE_METHODS)
-    _check_method("resample", resample, rsa_inference.RESAMPLE)
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must be in (0, 1); got {ci!r}")
-    group_by = subject_descriptor or "index"
-    if group_by not in brain_rdms.rdm_descriptors:
-        raise ValueError(
-            f"subject_descriptor must be one of {list(brain_rdms.rdm_descriptors)}; got "
-            f"{subject_descriptor!r}"
-        )
-    brain_vectors = brain_rdms.get_vectors()
-    if np.isnan(brain_vectors).any():
-        bad = np.nonzero(np.isnan(brain_vectors).any(axis=1))[0].tolist()
-        raise ValueError(f"brain_rdms hold NaN dissimilarities (RDMs {bad})")
-    subjects, which = np.unique(
-        np.asarray(brain_rdms.rdm_descriptors[group_by]), return_inverse=True
-    )
-    n_subjects = len(subjects)
-    # (n_brain,) -> (n_subjects,) average of each subject's RDMs
-    averaging = np.zeros((brain_rdms.n_rdm, n_subjects))
-    averaging[np.arange(brain_rdms.n_rdm), which] = 1
-    averaging /= averaging.sum(axis=0)
-
-    if n_subjects > 1:
-        nc_lower, nc_upper = noise_ceiling(brain_rdms, compare_method, group_by)
-    else:
-        nc_lower = nc_upper = float("nan")
-    if n_boot and resample == "stimuli":
-        rng = np.random.default_rng(seed)
-        n = brain_rdms.n_cond
-        resamples = [rng.integers(0, n, size=n) for _ in range(n_boot)]
-        brain_matrices = brain_rdms.get_matrices()
-        brain_boot = [_resampled_vectors(brain_matrices, idx) for idx in resamples]
-
-    names, similarity, bounds, models = [], [], [], []
-    items = layers.items() if isinstance(layers, Mapping) else layers
-    for name, x in items:
-        try:
-            model = calc_rdm(x, stimulus_id, rdm_method, {"layer": str(name)}, chunk_size, device)
-            model = check_and_reorder(model, brain_rdms)
-        except ValueError as err:
-            raise ValueError(f"layer {name!r}: {err}") from err
-        names.append(str(name))
-        models.append(model)
-        similarity.append(compare(model, brain_rdms, compare_method)[0] @ averaging)
-        if n_boot and resample == "stimuli":
-            model_matrix = model.get_matrices()
-            boot = np.array(
-                [
-                    (
-                        compare(_resampled_vectors(model_matrix, idx), b, compare_method)[0]
-                        @ averaging
-                    ).mean()
-                    for idx, b in zip(resamples, brain_boot, strict=True)
-                ]
+    check_bootstrap(compare_method, resample, n_boot, ci, allow_zero=True)
+    subjects = pool_subjects(brain_rdms, subject_descriptor, pool_sessions)
+    if isinstance(activations, rsatoolbox.rdm.RDMs):
+        if stimulus_id is not None:
+            raise ValueError("stimulus_id must be None for ready model RDMs (they carry their ids)")
+        if "layer" not in activations.rdm_descriptors:
+            raise ValueError(
+                "ready model RDMs need an rdm descriptor 'layer' (as calc_rdms gives); they have "
+                f"{list(activations.rdm_descriptors)}"
             )
-            bounds.append(np.percentile(boot, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]))
-    if not names:
-        raise ValueError("layers is empty: give at least one (layer_name, activations)")
-    if n_boot and resample != "stimuli":
-        samples = rsa_inference.bootstrap_samples(
-            rsatoolbox.rdm.concat(models),
-            brain_rdms,
-            compare_method,
-            resample=resample,
-            subject_descriptor=subject_descriptor,
-            n_boot=n_boot,
-            seed=seed,
-        )
-        bounds = np.percentile(samples, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100], axis=0).T
-
-    similarity = np.array(similarity)  # (layer, subject)
-    sem = (
-        similarity.std(axis=1, ddof=1) / np.sqrt(n_subjects)
-        if n_subjects > 1
-        else np.full(len(names), np.nan)
-    )
-    if subjects.dtype == object:
-        subjects = subjects.astype(str)
+        model_rdms, rdm_method = activations, rdm_method_of(activations)
+    else:
+        check_choice("rdm_method", rdm_method, RDM_METHODS)
+        model_rdms = calc_rdms(activations, stimulus_id, rdm_method, chunk_size=chunk_size, device=device)
+    labels = [str(v) for v in model_rdms.rdm_descriptors["layer"]]
     brain = brain_name or str(brain_rdms.descriptors.get("name", "brain RDMs"))
-    data = {
-        "similarity": (("layer", "subject"), similarity),
-        "mean": ("layer", similarity.mean(axis=1)),
-        "sem": ("layer", sem),
-        "noise_ceiling_lower": ((), nc_lower),
-        "noise_ceiling_upper": ((), nc_upper),
-    }
-    if n_boot:
-        data["ci_lo"] = ("layer", np.array(bounds)[:, 0])
-        data["ci_hi"] = ("layer", np.array(bounds)[:, 1])
-    return xr.Dataset(
-        data,
-        coords={"layer": np.array(names, dtype=str), "subject": subjects},
-        attrs={
-            "metric": "rsa",
-            "rdm_method": rdm_method,
-            "compare_method": compare_method,
-            "brain": brain,
-            "subject_descriptor": group_by,
-            "n_boot": int(n_boot),
-            "resample": resample,
-            "seed": int(seed),
-            "ci": float(ci),
-        },
+    return rsa_dataset(
+        align(model_rdms, subjects.rdms), subjects, compare_method, "layer", labels,
+        n_boot=n_boot, resample=resample, seed=seed, ci=ci, keep_samples=False,
+        attrs={"rdm_method": rdm_method, "brain": brain},
     )

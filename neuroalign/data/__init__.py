@@ -1,7 +1,6 @@
 """Image datasets, stimulus sets and brain data loaders."""
 
 from neuroalign.data.brain import (
-    average_by,
     load_algonauts,
     load_cichy,
     load_kriegeskorte_behaviour,
@@ -10,10 +9,10 @@ from neuroalign.data.brain import (
     load_kriegeskorte_mit,
     load_kriegeskorte_models,
     load_rdms_file,
-    match_stimuli,
 )
 from neuroalign.data.cifar import load_cifar10
 from neuroalign.data.files import FILES, cache_dir, data_root, fetch, sha256sum
+from neuroalign.data.registry import BRAIN_DATA, load_brain_rdms
 from neuroalign.data.responses import load_responses
 from neuroalign.data.stimuli import StimulusSet
 from neuroalign.data.stimulus_sets import (
@@ -25,8 +24,7 @@ from neuroalign.data.stimulus_sets import (
 )
 
 __all__ = [
-    "average_by",
-    "load_responses",
+    "BRAIN_DATA",
     "FILES",
     "STIMULUS_SETS",
     "StimulusSet",
@@ -35,6 +33,7 @@ __all__ = [
     "fetch",
     "load_algonauts",
     "load_algonauts78",
+    "load_brain_rdms",
     "load_cichy",
     "load_cichy92",
     "load_cifar10",
@@ -45,7 +44,7 @@ __all__ = [
     "load_kriegeskorte_mit",
     "load_kriegeskorte_models",
     "load_rdms_file",
+    "load_responses",
     "load_stimulus_set",
-    "match_stimuli",
     "sha256sum",
 ]

@@ -4,7 +4,9 @@ Every loader returns RDMs whose pattern descriptor ``stimulus_id`` holds the ids
 stimulus set (same ids, same order, see :mod:`neuroalign.data.stimulus_sets`) and whose rdm
 descriptors hold ``dataset``, ``subject``, ``session`` and ``roi`` (models: ``dataset`` and
 ``model``). ``session`` is the recording session (1, 2, ...), or 0 for RDMs pooled over
-sessions or subjects. Stimuli are matched by name with :func:`match_stimuli`, never by position.
+sessions or subjects. Stimuli are matched by name with
+:func:`neuroalign.analysis.match_stimuli`, never by position. The named registry of these
+loaders is :mod:`neuroalign.data.registry`.
 
 Sources: Kriegeskorte et al. (2008) Neuron 60:1126 (human IT, 4 subjects x 2 sessions) and
 Kiani et al. (2007) (monkey IT), from the rsatoolbox demo data; Cichy, Pantazis & Oliva (2014)
@@ -13,7 +15,6 @@ Kiani et al. (2007) (monkey IT), from the rsatoolbox demo data; Cichy, Pantazis 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,18 @@ from neuroalign.data.stimulus_sets import SUPPLEMENTAL_MAT, ids_78, ids_92
 
 if TYPE_CHECKING:  # rsatoolbox takes seconds to import: only when RDMs are built
     import rsatoolbox.rdm
+
+__all__ = [
+    "ROIS",
+    "load_algonauts",
+    "load_cichy",
+    "load_kriegeskorte_behaviour",
+    "load_kriegeskorte_fig1",
+    "load_kriegeskorte_hit",
+    "load_kriegeskorte_mit",
+    "load_kriegeskorte_models",
+    "load_rdms_file",
+]
 
 ROIS = ("EVC", "IT")
 
@@ -44,7 +57,7 @@ def _check_matrices(matrices: np.ndarray, path: str | Path, n: int) -> np.ndarra
 
 def _rdms(
     matrices: np.ndarray,
-    stimulus_ids: Sequence[str],
+    stimulus_id: Sequence[str],
     measure: str | None,
     **rdm_descriptors: Sequence,
 ) -> rsatoolbox.rdm.RDMs:
@@ -54,7 +67,7 @@ def _rdms(
         dissimilarities=matrices,
         dissimilarity_measure=measure,
         rdm_descriptors={k: list(v) for k, v in rdm_descriptors.items()},
-        pattern_descriptors={"stimulus_id": list(stimulus_ids)},
+        pattern_descriptors={"stimulus_id": list(stimulus_id)},
     )
 
 
@@ -235,8 +248,8 @@ def load_algonauts(roi: str = "IT") -> rsatoolbox.rdm.RDMs:
 def load_rdms_file(path: str | Path) -> rsatoolbox.rdm.RDMs:
     """A user's RDMs saved by rsatoolbox (``RDMs.save``, ``.hdf5``/``.h5`` or ``.pkl``).
 
-    The file should carry a ``stimulus_id`` pattern descriptor so that :func:`match_stimuli`
-    can align it with a stimulus set.
+    The file should carry a ``stimulus_id`` pattern descriptor so that
+    :func:`neuroalign.analysis.match_stimuli` can align it with a stimulus set.
 
     Raises:
         FileNotFoundError: no such file.
@@ -258,89 +271,3 @@ def load_rdms_file(path: str | Path) -> rsatoolbox.rdm.RDMs:
     if bad:
         raise ValueError(f"{path}: the RDMs hold {bad} NaN values; RDMs must be finite.")
     return rdms
-
-
-def match_stimuli(rdms: rsatoolbox.rdm.RDMs, stimulus_ids: Sequence[str]) -> rsatoolbox.rdm.RDMs:
-    """A copy of ``rdms`` with its patterns reordered to ``stimulus_ids``, matched by name.
-
-    Args:
-        rdms: RDMs with a ``stimulus_id`` pattern descriptor.
-        stimulus_ids: (n,) the ids in the wanted order (e.g. ``StimulusSet.stimulus_id``).
-
-    Returns:
-        New RDMs whose ``stimulus_id`` descriptor equals ``stimulus_ids``.
-
-    Raises:
-        ValueError: no ``stimulus_id`` descriptor, repeated ids, or the two sets of ids differ
-            (the message lists the missing and the extra ids).
-    """
-    if "stimulus_id" not in rdms.pattern_descriptors:
-        raise ValueError(
-            "The RDMs have no 'stimulus_id' pattern descriptor; found "
-            f"{sorted(rdms.pattern_descriptors)}."
-        )
-    have = [str(s) for s in rdms.pattern_descriptors["stimulus_id"]]
-    want = [str(s) for s in stimulus_ids]
-    for label, ids in (("RDMs", have), ("requested", want)):
-        repeated = sorted(s for s, count in Counter(ids).items() if count > 1)
-        if repeated:
-            raise ValueError(f"The {label} stimulus ids repeat: {_show(repeated)}.")
-    have_set, want_set = set(have), set(want)
-    missing = [s for s in want if s not in have_set]
-    extra = [s for s in have if s not in want_set]
-    if missing or extra:
-        raise ValueError(
-            f"Stimulus ids differ: {len(missing)} requested ids missing from the RDMs "
-            f"{_show(missing)}, {len(extra)} RDM ids not requested {_show(extra)}."
-        )
-    position = {s: i for i, s in enumerate(have)}
-    out = rdms.copy()
-    out.reorder(np.array([position[s] for s in want]))
-    return out
-
-
-def _show(ids: list[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(s) for s in ids[:limit])
-    return f"[{shown}{', ...' if len(ids) > limit else ''}]"
-
-
-def average_by(rdms: rsatoolbox.rdm.RDMs, descriptor: str = "subject") -> rsatoolbox.rdm.RDMs:
-    """One RDM per value of an rdm descriptor: the mean dissimilarities of its RDMs.
-
-    Used to pool the sessions of each subject (Kriegeskorte et al. 2008 average the two
-    sessions' RDMs) before comparing with models and computing noise ceilings. Descriptors that
-    are constant within a group are kept; ``session`` becomes 0 (pooled).
-
-    Args:
-        rdms: RDMs with the rdm descriptor ``descriptor``.
-        descriptor: the rdm descriptor to group by.
-
-    Returns:
-        RDMs in order of first appearance of each group value.
-    """
-    import rsatoolbox.rdm
-
-    if descriptor not in rdms.rdm_descriptors:
-        raise ValueError(
-            f"The RDMs have no rdm descriptor {descriptor!r}; found {sorted(rdms.rdm_descriptors)}."
-        )
-    values = list(rdms.rdm_descriptors[descriptor])
-    groups = list(dict.fromkeys(values))
-    vectors = rdms.get_vectors()
-    pooled = np.stack([vectors[[v == g for v in values]].mean(axis=0) for g in groups])
-    kept = {}
-    for key, column in rdms.rdm_descriptors.items():
-        if key == "index":
-            continue
-        per_group = [[c for c, v in zip(column, values, strict=True) if v == g] for g in groups]
-        if all(len(set(map(str, p))) == 1 for p in per_group):
-            kept[key] = [p[0] for p in per_group]
-    if "session" in rdms.rdm_descriptors and descriptor != "session":
-        kept["session"] = [0] * len(groups)
-    return rsatoolbox.rdm.RDMs(
-        dissimilarities=pooled,
-        dissimilarity_measure=rdms.dissimilarity_measure,
-        rdm_descriptors=kept,
-        pattern_descriptors={k: list(v) for k, v in rdms.pattern_descriptors.items() if k != "index"},
-        descriptors=dict(rdms.descriptors),
-    )

@@ -64,7 +64,7 @@ def responses_to_rdms(
     Args:
         responses: DataArray (presentation, neuroid) with coords `stimulus_id` (presentation)
             and `region_coord` (neuroid); optionally `subject_coord` (neuroid).
-        rdm_method: one of neuroalign.analysis.rsa.RDM_METHODS.
+        rdm_method: one of neuroalign.analysis.RDM_METHODS.
         region_coord: neuroid coord naming each neuroid's region.
         subject_coord: neuroid coord naming each neuroid's subject (used when present).
         name: the `dataset` rdm descriptor and the RDMs' name.
@@ -76,7 +76,7 @@ def responses_to_rdms(
     """
     import rsatoolbox.rdm
 
-    from neuroalign.analysis.rsa import RDM_METHODS, calc_rdm
+    from neuroalign.analysis.rdms import RDM_METHODS, calc_rdm
 
     if rdm_method not in RDM_METHODS:
         raise ValueError(f"rdm_method must be one of {list(RDM_METHODS)}; got {rdm_method!r}")

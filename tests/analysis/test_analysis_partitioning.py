@@ -150,9 +150,10 @@ def test_errors(toy):
 def test_kriegeskorte_human_it_real_data(shared_data):
     if not (shared_data / "kriegeskorte92" / "92_modelRDMs.mat").exists():
         pytest.skip("Kriegeskorte 92 model RDMs missing")
-    from neuroalign.data.brain import average_by, load_kriegeskorte_hit, load_kriegeskorte_models
+    from neuroalign.analysis.rsa import pool_subjects
+    from neuroalign.data.brain import load_kriegeskorte_hit, load_kriegeskorte_models
 
-    brain = average_by(load_kriegeskorte_hit(), "subject")  # 4 subjects
+    brain = pool_subjects(load_kriegeskorte_hit(), "subject").rdms  # 4 subjects
     models = load_kriegeskorte_models()
     chosen = models.subset("model", ["animacy", "monkeyIT", "V1"])
     ds = variance_partitioning(brain, chosen)

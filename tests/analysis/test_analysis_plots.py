@@ -111,7 +111,7 @@ def test_plot_rdm_in_category_order(tmp_path):
 def test_plot_rsa_matrix_and_cka(tmp_path):
     from neuroalign.analysis.cka import cka_matrix
     from neuroalign.analysis.plots import plot_rsa_matrix
-    from neuroalign.analysis.rsa import calc_rdms
+    from neuroalign.analysis.rdms import calc_rdms
     from neuroalign.analysis.rsa_inference import rsa_matrix
 
     rng = np.random.default_rng(4)
@@ -120,7 +120,7 @@ def test_plot_rsa_matrix_and_cka(tmp_path):
         f"block{i}": base @ rng.normal(size=(6, 20)) + i * rng.normal(size=(N, 20))
         for i in range(5)
     }
-    da = rsa_matrix(calc_rdms(layers, IDS), method="spearman")
+    da = rsa_matrix(calc_rdms(layers, IDS), compare_method="spearman")
     assert_written(plot_rsa_matrix(da, tmp_path / "rsa_matrix"), tmp_path)
     assert_written(plot_rsa_matrix(cka_matrix(layers), tmp_path / "cka", vmin=0, vmax=1), tmp_path)
     with pytest.raises(ValueError, match="2-D xr.DataArray"):

@@ -6,14 +6,14 @@ import torch
 import xarray as xr
 from scipy.spatial.distance import pdist
 
+from neuroalign.analysis.rdms import calc_rdm, calc_rdms, match_stimuli, resampled_vectors
 from neuroalign.analysis.rsa import (
     COMPARE_METHODS,
-    _resampled_vectors,
-    calc_rdm,
-    check_and_reorder,
+    bootstrap_samples,
     compare,
     layerwise_rsa,
     noise_ceiling,
+    pool_subjects,
 )
 
 N = 24
@@ -124,11 +124,93 @@ def test_compare_method_check_lists_valid_ones():
     assert {"spearman", "tau-a", "rho-a", "corr", "cosine", "corr_cov"} <= set(COMPARE_METHODS)
 
 
-@pytest.mark.parametrize("method", ["spearman", "corr", "cosine", "rho-a"])
-def test_noise_ceiling_equals_rsatoolbox(method):
+def _pearson(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def _ranks(v):
+    """Plain ranks (1-based, ties averaged) by counting."""
+    return np.array([1 + np.sum(v < x) + 0.5 * (np.sum(v == x) - 1) for x in v])
+
+
+# How rsatoolbox pools RDMs for each comparison, and the comparison itself, written plainly.
+_POOL = {
+    "spearman": lambda vs: np.mean([_ranks(v) for v in vs], axis=0),
+    "corr": lambda vs: np.mean([(v - v.mean()) / v.std() for v in vs], axis=0),
+    "cosine": lambda vs: np.mean([v / np.sqrt(np.mean(v**2)) for v in vs], axis=0),
+}
+_SIM = {
+    "spearman": lambda a, b: _pearson(_ranks(a), _ranks(b)),
+    "corr": _pearson,
+    "cosine": lambda a, b: float(a @ b / np.sqrt((a @ a) * (b @ b))),
+}
+
+
+def _plain_noise_ceiling(vectors, subject, method):
+    """Lower: each subject's RDMs vs the pooled RDMs of all other subjects (leave one out);
+    upper: vs the pooled RDMs of all subjects; a subject's similarities averaged."""
+    subject = np.asarray(subject)
+    lower, upper = [], []
+    for s in np.unique(subject):
+        own, others = vectors[subject == s], vectors[subject != s]
+        lower.append(np.mean([_SIM[method](_POOL[method](others), v) for v in own]))
+        upper.append(np.mean([_SIM[method](_POOL[method](vectors), v) for v in own]))
+    return float(np.mean(lower)), float(np.mean(upper))
+
+
+@pytest.mark.parametrize("method", ["spearman", "corr", "cosine"])
+def test_noise_ceiling_equals_a_plain_implementation(method):
     brains = brain()
-    expected = rsatoolbox.inference.boot_noise_ceiling(brains, method=method)
-    assert noise_ceiling(brains, method) == pytest.approx(expected, abs=1e-12)
+    expected = _plain_noise_ceiling(brains.get_vectors(), range(5), method)
+    assert noise_ceiling(brains, method) == pytest.approx(expected, abs=1e-10)
+
+
+@pytest.mark.parametrize("method", ["spearman", "corr"])
+def test_noise_ceiling_pools_sessions_both_ways(method):
+    brains = brain(n_subjects=4, sessions=3)
+    vectors, subject = brains.get_vectors(), np.repeat(["sub0", "sub1", "sub2", "sub3"], 3)
+    averaged = np.array([vectors[subject == s].mean(axis=0) for s in np.unique(subject)])
+    by_rdms = _plain_noise_ceiling(averaged, range(4), method)
+    by_similarities = _plain_noise_ceiling(vectors, subject, method)
+    got_rdms = noise_ceiling(brains, method, "subject")  # pool_sessions="rdms" by default
+    got_sims = noise_ceiling(brains, method, "subject", pool_sessions="similarities")
+    assert got_rdms == pytest.approx(by_rdms, abs=1e-10)
+    assert got_sims == pytest.approx(by_similarities, abs=1e-10)
+    assert got_rdms[1] > got_sims[1]  # averaged sessions are less noisy
+
+
+def _tau_a(x, y):
+    n, total = len(x), 0.0
+    for i in range(n):
+        for j in range(i + 1, n):
+            total += np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+    return total / (n * (n - 1) / 2)
+
+
+def _rho_a(x, y):
+    rx, ry = _ranks(x), _ranks(y)
+    n = len(x)
+    return sum((rx[i] - rx.mean()) * (ry[i] - ry.mean()) for i in range(n)) * 12 / (n**3 - n)
+
+
+def test_tau_a_and_rho_a_equal_plain_double_loops():
+    brains = brain(n_subjects=2)
+    continuous = calc_rdm(activations(seed=3), IDS)
+    category = np.repeat([0, 1, 2], N // 3)  # a categorical model RDM: many ties
+    tied = rsatoolbox.rdm.RDMs(
+        pdist(category[:, None], lambda a, b: float(a[0] != b[0]))[None, :],
+        pattern_descriptors={"stimulus_id": list(IDS)},
+    )
+    for model in (continuous, tied):
+        m = model.get_vectors()[0]
+        tau = compare(model, brains, "tau-a")[0]
+        rho = compare(model, brains, "rho-a")[0]
+        for k, v in enumerate(brains.get_vectors()):
+            assert tau[k] == pytest.approx(_tau_a(m, v), abs=1e-12)
+            assert rho[k] == pytest.approx(_rho_a(m, v), abs=1e-12)
+    # with ties tau-a is smaller in size than tau-b (which corrects for them)
+    assert abs(compare(tied, brains, "tau-a")[0, 0]) < abs(compare(tied, brains, "tau-b")[0, 0])
 
 
 def test_noise_ceiling_spearman_by_hand():
@@ -151,14 +233,14 @@ def test_noise_ceiling_needs_two_subjects():
     with pytest.raises(ValueError, match="at least 2 subjects"):
         noise_ceiling(brain(n_subjects=1))
     with pytest.raises(ValueError, match="'subject'.*got 'subj'"):
-        noise_ceiling(brain(), rdm_descriptor="subj")
+        noise_ceiling(brain(), subject_descriptor="subj")
 
 
-def test_check_and_reorder_matches_by_id():
+def test_match_stimuli_matches_by_id():
     x = activations(seed=4)
     perm = np.random.default_rng(0).permutation(N)
     shuffled = calc_rdm(x[perm], IDS[perm])
-    reordered = check_and_reorder(shuffled, brain())
+    reordered = match_stimuli(shuffled, brain().pattern_descriptors["stimulus_id"])
     in_order = calc_rdm(x, IDS)
     np.testing.assert_allclose(reordered.get_vectors(), in_order.get_vectors(), rtol=1e-12)
     assert list(reordered.pattern_descriptors["stimulus_id"]) == list(IDS)
@@ -167,18 +249,22 @@ def test_check_and_reorder_matches_by_id():
     assert list(shuffled.pattern_descriptors["stimulus_id"]) == list(IDS[perm])
 
 
-def test_check_and_reorder_lists_the_ids_that_differ():
+def test_match_stimuli_lists_the_ids_that_differ():
     ids = IDS.copy()
     ids[3], ids[10] = "cat", "dog"
     model = calc_rdm(activations(), ids)
+    brain_ids = brain().pattern_descriptors["stimulus_id"]
     with pytest.raises(
         ValueError,
-        match=r"2 only in the model RDMs \['cat', 'dog'\].*2 only in the brain RDMs \['stim03', 'stim10'\]",
+        match=r"2 requested ids missing from RDMs \['stim03', 'stim10'\], 2 ids of RDMs not "
+        r"requested \['cat', 'dog'\]",
     ):
-        check_and_reorder(model, brain())
+        match_stimuli(model, brain_ids)
+    with pytest.raises(ValueError, match="requested stimulus ids holds duplicated ids.*stim00"):
+        match_stimuli(calc_rdm(activations(), IDS), ["stim00", *IDS[:-1]])
     unnamed = rsatoolbox.rdm.RDMs(model.get_vectors())
-    with pytest.raises(ValueError, match="model_rdms has no 'stimulus_id'"):
-        check_and_reorder(unnamed, brain())
+    with pytest.raises(ValueError, match="model have no 'stimulus_id'"):
+        match_stimuli(unnamed, brain_ids, name="model")
 
 
 def test_resampled_vectors_match_rsatoolbox_subsample_pattern():
@@ -186,15 +272,15 @@ def test_resampled_vectors_match_rsatoolbox_subsample_pattern():
     model = calc_rdm(activations(seed=5), IDS)
     idx = np.random.default_rng(3).integers(0, N, size=N)
     ours = compare(
-        _resampled_vectors(model.get_matrices(), idx),
-        _resampled_vectors(brains.get_matrices(), idx),
+        resampled_vectors(model.get_matrices(), idx),
+        resampled_vectors(brains.get_matrices(), idx),
         "spearman",
     )
     theirs = compare(
         model.subsample_pattern("index", idx), brains.subsample_pattern("index", idx), "spearman"
     )
     np.testing.assert_allclose(ours, theirs, atol=1e-12)
-    assert np.isnan(_resampled_vectors(model.get_matrices(), idx)).any()  # repeats were drawn
+    assert np.isnan(resampled_vectors(model.get_matrices(), idx)).any()  # repeats were drawn
 
 
 def test_layerwise_rsa_values():
@@ -223,17 +309,99 @@ def test_layerwise_rsa_values():
     assert ds.attrs["compare_method"] == "spearman" and ds.attrs["brain"] == "synthetic IT"
 
 
-def test_layerwise_rsa_averages_sessions_of_a_subject():
+@pytest.mark.parametrize("method", ["corr", "spearman"])
+def test_layerwise_rsa_pools_sessions_both_ways(method):
     brains = brain(n_subjects=3, sessions=2)
     x = activations(seed=2)
-    ds = layerwise_rsa({"l": x}, IDS, brains, subject_descriptor="subject", compare_method="corr")
-    per_rdm = compare(calc_rdm(x, IDS), brains, "corr")[0]
-    np.testing.assert_allclose(
-        ds["similarity"].values[0], per_rdm.reshape(3, 2).mean(1), atol=1e-12
-    )
+    model = calc_rdm(x, IDS).get_vectors()[0]
+    sim = _SIM[method]
+    vectors = brains.get_vectors()  # subject-major: sub0 s0, sub0 s1, sub1 s0, ...
+    by_rdms = [sim(model, vectors[2 * s : 2 * s + 2].mean(axis=0)) for s in range(3)]
+    by_sims = [np.mean([sim(model, v) for v in vectors[2 * s : 2 * s + 2]]) for s in range(3)]
+    ds = layerwise_rsa({"l": x}, IDS, brains, subject_descriptor="subject", compare_method=method)
+    np.testing.assert_allclose(ds["similarity"].values[0], by_rdms, atol=1e-10)
+    assert ds.attrs["pool_sessions"] == "rdms"
     assert list(ds.subject.values) == ["sub0", "sub1", "sub2"]
-    each = layerwise_rsa({"l": x}, IDS, brains, compare_method="corr")
+    sims = layerwise_rsa({"l": x}, IDS, brains, subject_descriptor="subject",
+                         compare_method=method, pool_sessions="similarities")
+    np.testing.assert_allclose(sims["similarity"].values[0], by_sims, atol=1e-10)
+    assert not np.allclose(by_rdms, by_sims)
+    each = layerwise_rsa({"l": x}, IDS, brains, compare_method=method)
     assert each.sizes["subject"] == 6
+    with pytest.raises(ValueError, match="pool_sessions.*got 'sessions'"):
+        layerwise_rsa({"l": x}, IDS, brains, pool_sessions="sessions")
+
+
+def test_subjects_with_integer_labels_are_ordered_numerically():
+    brains = brain(n_subjects=12)
+    labels = [10, 2, 1, 11, 3, 12, 4, 5, 6, 7, 8, 9]
+    brains.rdm_descriptors["subject"] = labels
+    x = activations(seed=6)
+    ds = layerwise_rsa({"l": x}, IDS, brains, subject_descriptor="subject", compare_method="corr")
+    assert list(ds.subject.values) == list(range(1, 13))
+    per_rdm = compare(calc_rdm(x, IDS), brains, "corr")[0]
+    np.testing.assert_allclose(ds["similarity"].values[0], per_rdm[np.argsort(labels)], atol=1e-12)
+    # the same order from the inference functions (one engine)
+    from neuroalign.analysis.rsa_inference import bootstrap_rsa
+
+    boot = bootstrap_rsa(calc_rdms({"l": x}, IDS), brains, "corr", subject_descriptor="subject",
+                         n_boot=2)
+    np.testing.assert_array_equal(boot.subject.values, ds.subject.values)
+    np.testing.assert_allclose(boot["similarity"].values, ds["similarity"].values, atol=1e-12)
+    strings = pool_subjects(brains.subset("subject", [1, 2, 10]), "subject")
+    assert list(strings.labels) == [1, 2, 10]
+
+
+def test_bootstrap_drops_undefined_resamples_with_a_warning(monkeypatch):
+    # rsatoolbox gives 0, not NaN, for constant vectors, so undefined similarities are rare (the
+    # whitened and Riemannian methods): make every 4th resample undefined for one subject
+    import neuroalign.analysis.rsa as rsa_module
+
+    brains = brain(n_subjects=3)
+    model = calc_rdms({"a": activations(seed=0), "b": activations(seed=7)}, IDS)
+    clean = bootstrap_samples(model, brains, "corr", n_boot=200, seed=0)
+    calls = []
+
+    def compare_with_gaps(a, b, compare_method="spearman", sigma_k=None):
+        sims = compare(a, b, compare_method, sigma_k)
+        if isinstance(a, np.ndarray):  # a resample
+            calls.append(1)
+            if len(calls) % 4 == 1:
+                sims[0, 1] = np.nan  # layer 'a', subject 1
+        return sims
+
+    monkeypatch.setattr(rsa_module, "compare", compare_with_gaps)
+    with pytest.warns(RuntimeWarning, match="50 of 200 bootstrap resamples .*dropped"):
+        samples = bootstrap_samples(model, brains, "corr", n_boot=200, seed=0)
+    gaps = np.arange(200) % 4 == 0
+    assert np.isnan(samples[gaps, 0]).all() and not np.isnan(samples[~gaps, 0]).any()
+    np.testing.assert_allclose(samples[~gaps], clean[~gaps], atol=1e-12)
+    np.testing.assert_allclose(samples[:, 1], clean[:, 1], atol=1e-12)  # layer 'b' untouched
+    calls.clear()
+    with pytest.warns(RuntimeWarning, match="dropped"):
+        ds = layerwise_rsa(model, None, brains, compare_method="corr", n_boot=200, seed=0)
+    defined = clean[~gaps, 0]
+    assert float(ds.ci_lo[0]) == pytest.approx(np.percentile(defined, 2.5), abs=1e-12)
+    assert float(ds.ci_hi[0]) == pytest.approx(np.percentile(defined, 97.5), abs=1e-12)
+    assert float(ds.ci_lo[1]) == pytest.approx(np.percentile(clean[:, 1], 2.5), abs=1e-12)
+
+
+def test_layerwise_rsa_with_ready_rdms_equals_with_activations():
+    brains = brain(n_subjects=4, sessions=2)
+    layers = {"a": activations(seed=0), "b": activations(seed=7), "c": activations(d=40)}
+    kwargs = dict(subject_descriptor="subject", n_boot=30, seed=2, resample="both")
+    from_activations = layerwise_rsa(layers, IDS, brains, rdm_method="euclidean", **kwargs)
+    rdms = calc_rdms(layers, IDS, "euclidean")
+    perm = np.random.default_rng(0).permutation(N)  # ready RDMs in another stimulus order
+    shuffled = match_stimuli(rdms, IDS[perm])
+    from_rdms = layerwise_rsa(shuffled, None, brains, **kwargs)
+    xr.testing.assert_allclose(from_rdms, from_activations, atol=1e-12)
+    assert from_rdms.attrs == from_activations.attrs
+    with pytest.raises(ValueError, match="stimulus_id must be None"):
+        layerwise_rsa(rdms, IDS, brains)
+    with pytest.raises(ValueError, match="rdm descriptor 'layer'"):
+        layerwise_rsa(rsatoolbox.rdm.RDMs(rdms.get_vectors(), pattern_descriptors={
+            "stimulus_id": list(IDS)}), None, brains)
 
 
 def test_layerwise_rsa_bootstrap_ci(tmp_path):
@@ -253,7 +421,7 @@ def test_layerwise_rsa_errors_name_the_layer():
     brains = brain()
     ids = IDS.astype(object)
     ids[0] = "elephant"
-    with pytest.raises(ValueError, match="layer 'fc'.*elephant"):
+    with pytest.raises(ValueError, match="stimulus ids differ.*elephant"):
         layerwise_rsa({"fc": activations()}, ids, brains)
     with pytest.raises(ValueError, match="compare_method.*got 'spearmann'"):
         layerwise_rsa({"fc": activations()}, IDS, brains, compare_method="spearmann")
@@ -279,7 +447,9 @@ def test_kriegeskorte_human_it_real_data(shared_data):
     pixels = np.stack(
         [np.asarray(Image.open(p).convert("L").resize((32, 32)), dtype=np.float64) for p in images]
     )
-    ds = layerwise_rsa({"pixels": pixels}, ids, brains, subject_descriptor="subject")
+    ds = layerwise_rsa(
+        {"pixels": pixels}, ids, brains, subject_descriptor="subject", pool_sessions="similarities"
+    )
     assert ds.sizes == {"layer": 1, "subject": 4}
     lower, upper = rsatoolbox.inference.boot_noise_ceiling(
         brains, method="spearman", rdm_descriptor="subject"

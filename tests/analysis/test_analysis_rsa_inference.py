@@ -5,10 +5,11 @@ import scipy.stats
 import xarray as xr
 from scipy.spatial.distance import pdist
 
-from neuroalign.analysis.rsa import calc_rdm, calc_rdms, compare, layerwise_rsa
+from neuroalign.analysis.rdms import calc_rdm, calc_rdms
+from neuroalign.analysis.rsa import bootstrap_samples, compare, layerwise_rsa
 from neuroalign.analysis.rsa_inference import (
+    _bootstrap_p,
     bootstrap_rsa,
-    bootstrap_samples,
     difference_test,
     rsa_matrix,
 )
@@ -133,11 +134,19 @@ def test_paired_bootstrap_difference(model_rdms):
     assert float(ds.ci_lo.sel(layer_a="good", layer_b="noise")) == pytest.approx(
         np.percentile(d, 2.5)
     )
-    tail = min((d <= 0).sum(), (d >= 0).sum())
-    assert float(ds.p_value[0, 2]) == pytest.approx(min(1, 2 * (tail + 1) / 301))
-    # good vs noise: a clear difference, p at its floor
+    # good vs noise: every resample favours good, so p is at its floor 2 / (n_boot + 1)
     assert float(ds.p_value.sel(layer_a="good", layer_b="noise")) == pytest.approx(2 / 301)
     assert float(ds.ci_lo.sel(layer_a="good", layer_b="noise")) > 0
+
+
+@pytest.mark.parametrize("mu", [0.0, 1.0, 1.5, 2.5])
+def test_bootstrap_p_value_of_a_known_distribution(mu):
+    # differences ~ N(mu, 1): a two-sided test of 0 has p = 2 * Phi(-|mu|)
+    d = np.random.default_rng(0).normal(mu, 1.0, size=40_000)
+    expected = 2 * scipy.stats.norm.cdf(-abs(mu))
+    assert _bootstrap_p(d) == pytest.approx(expected, abs=0.01)
+    assert _bootstrap_p(-d) == pytest.approx(expected, abs=0.01)  # two-sided
+    assert _bootstrap_p(np.r_[d, np.nan]) == _bootstrap_p(d)  # undefined resamples dropped
 
 
 def test_bootstrap_difference_of_equivalent_models_is_not_significant():
@@ -167,7 +176,7 @@ def test_paired_ttest_over_subjects(model_rdms):
 
 def test_rsa_matrix_across_layers_and_seeds(layers):
     seeds = [calc_rdms(layers, IDS, descriptors={"seed": s}) for s in (0, 1)]
-    da = rsa_matrix(seeds[0], method="spearman")
+    da = rsa_matrix(seeds[0], compare_method="spearman")
     assert da.dims == ("layer_a", "layer_b") and da.shape == (3, 3)
     np.testing.assert_allclose(np.diag(da), 1.0)
     np.testing.assert_allclose(da.values, compare(seeds[0], seeds[0], "spearman"))

@@ -10,7 +10,7 @@ from neuroalign.analysis.decorrelation import (
     decorrelation,
     layerwise_decorrelation,
 )
-from neuroalign.analysis.rsa import calc_rdm
+from neuroalign.analysis.rdms import calc_rdm
 from neuroalign.analysis.streaming import feature_chunks, feature_slices, layer_chunks
 
 N = 30

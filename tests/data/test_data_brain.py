@@ -5,6 +5,7 @@ import pytest
 import rsatoolbox
 from scipy.stats import spearmanr
 
+from neuroalign.analysis import match_stimuli
 from neuroalign.data import brain, stimulus_sets
 
 
@@ -121,7 +122,7 @@ def test_match_stimuli_reorders_by_name():
     ids = [f"s{i}" for i in range(6)]
     rdms = _toy_rdms(ids)
     order = [4, 0, 5, 2, 1, 3]
-    matched = brain.match_stimuli(rdms, [ids[i] for i in order])
+    matched = match_stimuli(rdms, [ids[i] for i in order])
     expected = rdms.get_matrices()[:, order][:, :, order]  # plain indexing reference
     np.testing.assert_array_equal(matched.get_matrices(), expected)
     assert matched.pattern_descriptors["stimulus_id"] == [ids[i] for i in order]
@@ -132,15 +133,15 @@ def test_match_stimuli_reorders_by_name():
 def test_match_stimuli_lists_differences():
     rdms = _toy_rdms(["a", "b", "c", "d"])
     with pytest.raises(ValueError) as err:
-        brain.match_stimuli(rdms, ["a", "b", "c", "x", "y"])
+        match_stimuli(rdms, ["a", "b", "c", "x", "y"])
     message = str(err.value)
     assert "2 requested ids missing" in message and "'x'" in message and "'y'" in message
-    assert "1 RDM ids not requested" in message and "'d'" in message
-    with pytest.raises(ValueError, match="repeat.*'a'"):
-        brain.match_stimuli(rdms, ["a", "a", "b", "c"])
+    assert "1 ids of RDMs not requested" in message and "'d'" in message
+    with pytest.raises(ValueError, match=r"duplicated ids: \['a'\]"):
+        match_stimuli(rdms, ["a", "a", "b", "c"])
     no_ids = rsatoolbox.rdm.RDMs(np.ones((1, 6)))
     with pytest.raises(ValueError, match="no 'stimulus_id'"):
-        brain.match_stimuli(no_ids, ["a"])
+        match_stimuli(no_ids, ["a"])
 
 
 def test_load_rdms_file_round_trip(tmp_path):
@@ -161,19 +162,36 @@ def test_load_rdms_file_round_trip(tmp_path):
         brain.load_rdms_file(tmp_path / "mine.txt")
 
 
-def test_average_by_subject_is_the_plain_mean_of_sessions(shared_data):
-    from neuroalign.data.brain import average_by, load_kriegeskorte_hit
+def test_sessions_pooled_as_rdms_are_the_plain_mean_of_sessions(shared_data):
+    from neuroalign.analysis.rsa import pool_subjects
+    from neuroalign.data import load_brain_rdms
 
-    rdms = load_kriegeskorte_hit()
-    pooled = average_by(rdms, "subject")
-    assert pooled.n_rdm == 4
-    assert list(pooled.rdm_descriptors["subject"]) == ["BE", "KO", "SN", "TI"]
-    assert list(pooled.pattern_descriptors["stimulus_id"]) == list(rdms.pattern_descriptors["stimulus_id"])
+    rdms, subject = load_brain_rdms("kriegeskorte-hit")
+    assert subject == "subject" and rdms.n_rdm == 8  # as recorded: the analyses pool sessions
+    pooled = pool_subjects(rdms, subject, "rdms")
+    assert pooled.rdms.n_rdm == 4
+    assert list(pooled.labels) == ["BE", "KO", "SN", "TI"]
+    assert list(pooled.rdms.rdm_descriptors["subject"]) == ["BE", "KO", "SN", "TI"]
+    assert list(pooled.rdms.pattern_descriptors["stimulus_id"]) == list(
+        rdms.pattern_descriptors["stimulus_id"]
+    )
     mats = rdms.get_matrices()
     subjects = list(rdms.rdm_descriptors["subject"])
     for i, s in enumerate(["BE", "KO", "SN", "TI"]):
         idx = [j for j, v in enumerate(subjects) if v == s]
         assert len(idx) == 2
-        assert np.allclose(pooled.get_matrices()[i], (mats[idx[0]] + mats[idx[1]]) / 2)
-    with pytest.raises(ValueError, match="no rdm descriptor 'subjects'"):
-        average_by(rdms, "subjects")
+        assert np.allclose(pooled.rdms.get_matrices()[i], (mats[idx[0]] + mats[idx[1]]) / 2)
+    with pytest.raises(ValueError, match="subject_descriptor.*got 'subjects'"):
+        pool_subjects(rdms, "subjects")
+
+
+def test_registry_names_and_errors(tmp_path):
+    from neuroalign.data import BRAIN_DATA, load_brain_rdms
+
+    assert {"kriegeskorte-hit", "cichy-it", "algonauts-evc"} <= set(BRAIN_DATA)
+    with pytest.raises(ValueError, match="Unknown brain data 'kriegeskorte-hti'.*Did you mean 'kriegeskorte-hit'"):
+        load_brain_rdms("kriegeskorte-hti")
+    rdms = _toy_rdms(["a", "b", "c", "d"])
+    rdms.save(str(tmp_path / "mine.hdf5"), file_type="hdf5")
+    back, subject = load_brain_rdms(str(tmp_path / "mine.hdf5"))
+    assert subject == "subject" and back.n_rdm == 3

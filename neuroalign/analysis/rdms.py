@@ -1,0 +1,249 @@
+"""RDMs: computed from activations, aligned by stimulus id.
+
+RDMs are `rsatoolbox.rdm.RDMs` with the pattern descriptor `stimulus_id`, so model and brain
+RDMs are matched by stimulus name, never by position alone. Dissimilarities follow rsatoolbox
+(Nili et al. 2014, rsatoolbox.readthedocs.io) and are computed with torch in float64 from the
+n × n Gram matrix accumulated over feature chunks, so a layer never has to fit in memory:
+
+    G = Σ_chunks X_c X_cᵀ,  s = Σ_chunks X_c·1,  D = number of features
+    euclidean   : (G_ii + G_jj - 2 G_ij) / D          (rsatoolbox: squared, per channel)
+    correlation : 1 - Gc_ij / sqrt(Gc_ii Gc_jj),  Gc = G - s sᵀ / D   (patterns centred
+                  over features; rows are shifted by their mean over the first chunk first,
+                  which keeps the subtraction accurate when means are large)
+    cosine      : 1 - G_ij / sqrt(G_ii G_jj)          (rsatoolbox has no cosine RDM)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import rsatoolbox
+
+from neuroalign.analysis.streaming import feature_chunks
+
+__all__ = [
+    "RDM_METHODS",
+    "calc_rdm",
+    "calc_rdms",
+    "match_stimuli",
+]
+
+RDM_METHODS = ("correlation", "cosine", "euclidean")
+_MEASURE_NAMES = {
+    "correlation": "correlation",
+    "cosine": "cosine",
+    "euclidean": "squared euclidean",
+}
+
+
+def rdm_method_of(rdms) -> str:
+    """The `rdm_method` name of RDMs from `calc_rdm` (their dissimilarity measure otherwise)."""
+    measure = str(rdms.dissimilarity_measure)
+    return next((k for k, v in _MEASURE_NAMES.items() if v == measure), measure)
+
+
+def check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    """Raises ValueError unless `value` is one of `valid`, naming the argument."""
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {list(valid)}; got {value!r}")
+
+
+def check_ids(stimulus_id, n: int | None = None, *, name: str = "stimulus_id") -> np.ndarray:
+    """`stimulus_id` as a 1-D str array of unique ids (of length n when given)."""
+    ids = np.asarray(stimulus_id).astype(str)
+    if ids.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one id per stimulus); got shape {ids.shape}")
+    if n is not None and ids.size != n:
+        raise ValueError(f"{name} has {ids.size} ids but the activations have {n} stimuli")
+    values, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{name} holds duplicated ids: {values[counts > 1].tolist()[:20]}")
+    return ids
+
+
+def calc_rdm(
+    x,
+    stimulus_id,
+    rdm_method: str = "correlation",
+    descriptors: Mapping[str, object] | None = None,
+    chunk_size: int = 4096,
+    device=None,
+) -> rsatoolbox.rdm.RDMs:
+    """One RDM from activations, as rsatoolbox defines it, accumulated over feature chunks.
+
+    Matches `rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method=rdm_method)` for
+    'correlation' and 'euclidean' (squared distance / n_features) to float64 rounding;
+    'cosine' is 1 - cosine similarity (scipy's `pdist(x, "cosine")`).
+
+    Args:
+        x: activations (n_stimuli, n_features, ...) — numpy, torch (any device), or a lazy
+            array sliced chunk by chunk (dask, xarray, netCDF4 variable); or an iterable of
+            (n_stimuli, n_chunk) arrays, streamed.
+        stimulus_id: (n_stimuli,) unique ids, in the row order of x.
+        rdm_method: one of 'correlation', 'cosine', 'euclidean'.
+        descriptors: rdm descriptors, one value each, e.g. {'model': 'mae', 'layer': 'block3'}.
+        chunk_size: features per chunk when x is an array.
+        device: torch device for the accumulation (default: x's device if a tensor, else cpu).
+
+    Returns:
+        rsatoolbox.rdm.RDMs with one RDM, pattern_descriptors {'stimulus_id': ids, 'index'},
+        rdm_descriptors from `descriptors`, dissimilarity_measure set.
+    """
+    import torch
+
+    check_choice("rdm_method", rdm_method, RDM_METHODS)
+    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    if device is None:
+        device = x.device if hasattr(x, "device") and hasattr(x, "detach") else "cpu"
+    f64 = torch.float64
+    gram = sums = shift = lo = hi = None
+    n_features = 0
+    for i, chunk in enumerate(feature_chunks(x, chunk_size)):
+        c = chunk if hasattr(chunk, "detach") else torch.from_numpy(np.asarray(chunk))
+        c = c.to(device=device, dtype=f64).reshape(c.shape[0], -1)
+        if gram is None:
+            n = c.shape[0]
+            gram = torch.zeros(n, n, dtype=f64, device=device)
+            sums = torch.zeros(n, dtype=f64, device=device)
+            lo, hi = c.amin(dim=1), c.amax(dim=1)
+            shift = c.mean(dim=1, keepdim=True) if rdm_method == "correlation" else 0.0
+        elif c.shape[0] != n:
+            raise ValueError(f"feature chunk {i} has {c.shape[0]} stimuli; chunk 0 had {n}")
+        if not bool(torch.isfinite(c).all()):
+            bad = (~torch.isfinite(c)).any(dim=1).nonzero().flatten().cpu().numpy()
+            ids = np.asarray(stimulus_id).astype(str)[bad] if len(stimulus_id) == n else bad
+            raise ValueError(
+                f"activations hold NaN/infinite values for stimuli {ids.tolist()[:20]}"
+            )
+        lo, hi = torch.minimum(lo, c.amin(dim=1)), torch.maximum(hi, c.amax(dim=1))
+        c = c - shift
+        gram.addmm_(c, c.T)
+        sums += c.sum(dim=1)
+        n_features += c.shape[1]
+    if gram is None or n_features == 0:
+        raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
+    ids = check_ids(stimulus_id, n)
+
+    if rdm_method == "euclidean":
+        sq = torch.diagonal(gram)
+        rdm = (sq[:, None] + sq[None, :] - 2 * gram) / n_features
+    else:
+        if rdm_method == "correlation":
+            gram = gram - torch.outer(sums, sums) / n_features
+            degenerate = (lo == hi).cpu().numpy()
+            what = "constant over features (correlation is undefined)"
+        else:
+            degenerate = ((lo == 0) & (hi == 0)).cpu().numpy()
+            what = "all zero (cosine is undefined)"
+        if degenerate.any():
+            raise ValueError(
+                f"the activation patterns of stimuli {ids[degenerate].tolist()[:20]} are {what}"
+            )
+        norm = torch.sqrt(torch.diagonal(gram))
+        rdm = 1 - gram / torch.outer(norm, norm)
+    iu = np.triu_indices(n, k=1)
+    vector = rdm.cpu().numpy()[iu]
+    rdm_descriptors = {k: [v] for k, v in (descriptors or {}).items()}
+    return rsatoolbox.rdm.RDMs(
+        dissimilarities=vector[None, :],
+        dissimilarity_measure=_MEASURE_NAMES[rdm_method],
+        rdm_descriptors=rdm_descriptors,
+        pattern_descriptors={"stimulus_id": ids.tolist()},
+    )
+
+
+def calc_rdms(
+    activations: Mapping[str, object] | Iterable[tuple[str, object]],
+    stimulus_id,
+    rdm_method: str = "correlation",
+    descriptors: Mapping[str, object] | None = None,
+    chunk_size: int = 4096,
+    device=None,
+) -> rsatoolbox.rdm.RDMs:
+    """One RDM per layer (see `calc_rdm`), concatenated, with the rdm descriptor `layer`.
+
+    Args:
+        activations: {layer_name: x} or an iterable of (layer_name, x); each x is any input
+            `calc_rdm` takes (read one layer at a time).
+        stimulus_id: (n_stimuli,) ids in the row order of every layer's activations.
+        rdm_method: one of RDM_METHODS.
+        descriptors: extra rdm descriptors shared by all layers (e.g. {'model': 'mae',
+            'seed': 0}), so that RDMs of several models can be concatenated and told apart.
+        chunk_size, device: see `calc_rdm`.
+
+    Returns:
+        rsatoolbox.rdm.RDMs, one RDM per layer in input order.
+    """
+    items = activations.items() if isinstance(activations, Mapping) else activations
+    rdms = []
+    for name, x in items:
+        try:
+            rdms.append(
+                calc_rdm(
+                    x,
+                    stimulus_id,
+                    rdm_method,
+                    {**(descriptors or {}), "layer": str(name)},
+                    chunk_size,
+                    device,
+                )
+            )
+        except ValueError as err:
+            raise ValueError(f"layer {name!r}: {err}") from err
+    if not rdms:
+        raise ValueError("activations is empty: give at least one (layer_name, x)")
+    # rsatoolbox's concat of a single RDMs drops its rdm descriptors
+    return rdms[0] if len(rdms) == 1 else rsatoolbox.rdm.concat(rdms)
+
+
+def match_stimuli(rdms, stimulus_id: Sequence[str], *, name: str = "RDMs"):
+    """A copy of `rdms` with its patterns in the order of `stimulus_id`, matched by name.
+
+    Args:
+        rdms: RDMs with a `stimulus_id` pattern descriptor.
+        stimulus_id: (n,) the ids in the wanted order (e.g. another RDMs' `stimulus_id`
+            pattern descriptor, or a `StimulusSet.stimulus_id`).
+        name: what to call `rdms` in error messages.
+
+    Returns:
+        New RDMs whose `stimulus_id` descriptor equals `stimulus_id` and whose 'index'
+        pattern descriptor is 0..n-1.
+
+    Raises:
+        ValueError: no `stimulus_id` descriptor, repeated ids, or the two sets of ids differ
+            (the message lists the ids found on one side only).
+    """
+    if "stimulus_id" not in rdms.pattern_descriptors:
+        raise ValueError(
+            f"{name} have no 'stimulus_id' pattern descriptor (they have "
+            f"{list(rdms.pattern_descriptors)}); stimuli are matched by id, not by position"
+        )
+    have = check_ids(rdms.pattern_descriptors["stimulus_id"], name=f"the stimulus ids of {name}")
+    want = check_ids(stimulus_id, name="the requested stimulus ids")
+    have_set, want_set = set(have.tolist()), set(want.tolist())
+    missing = [s for s in want.tolist() if s not in have_set]
+    extra = [s for s in have.tolist() if s not in want_set]
+    if missing or extra:
+        raise ValueError(
+            f"stimulus ids differ: {len(missing)} requested ids missing from {name} "
+            f"{missing[:20]}, {len(extra)} ids of {name} not requested {extra[:20]}. Stimuli "
+            "are matched by id, never by position: extract the activations from the stimulus "
+            "set the brain data belongs to (e.g. --stimuli kriegeskorte92 or cichy92), whose "
+            "ids the brain loaders use"
+        )
+    position = {s: i for i, s in enumerate(have.tolist())}
+    out = rdms.copy()
+    out.reorder(np.array([position[s] for s in want.tolist()]))
+    out.pattern_descriptors["index"] = list(range(len(want)))
+    return out
+
+
+def resampled_vectors(matrices: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Upper triangles of RDMs (k, n, n) on resampled patterns idx; pairs of a stimulus with
+    its own copy are NaN (trivially zero, excluded from comparisons as rsatoolbox does)."""
+    rows, cols = np.triu_indices(len(idx), k=1)
+    vectors = matrices[:, idx[rows], idx[cols]]
+    vectors[:, idx[rows] == idx[cols]] = np.nan
+    return vectors
