@@ -102,22 +102,17 @@ def _checked_variable(var: xr.Variable, path: Path, layer: str, chunks) -> xr.Va
 
 
 def _open_tree(path: Path, chunks) -> xr.DataTree:
-    # a .partial may be open for writing (HDF5 locks it): a look needs no lock
-    lock = {"HDF5_USE_FILE_LOCKING": "FALSE"} if path.name.endswith(PARTIAL_SUFFIX) else {}
-    saved = {k: os.environ.get(k) for k in lock}
-    os.environ.update(lock)
+    if path.name.endswith(PARTIAL_SUFFIX):
+        # a .partial may be open for writing, which HDF5 locks: a look through h5py, unlocked
+        options = {"engine": "h5netcdf", "driver_kwds": {"locking": False}}
+    else:
+        options = {"engine": "netcdf4"}
     try:
-        return xr.open_datatree(path, engine="netcdf4", chunks=chunks)
+        return xr.open_datatree(path, chunks=chunks, **options)
     except _READ_ERRORS as err:
         raise ActivationFileError(
             f"{path}: truncated/corrupt: it cannot be opened ({err}); re-extract it."
         ) from err
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _check_structure(tree: xr.DataTree, path: Path) -> None:
@@ -174,13 +169,21 @@ def open_activations(path: str | Path, chunks: str | dict | None = "auto") -> xr
         raise FileNotFoundError(f"Activation file {path} does not exist.{hint}")
     check_netcdf4(path)
     tree = _open_tree(path, None)
+    # replacing a node's dataset drops its file closer: one closer for all, on the root
+    closers = [close for node in tree.subtree if (close := getattr(node, "_close", None))]
+
+    def close() -> None:
+        for close_node in closers:
+            close_node()
+
     try:
         _check_structure(tree, path)
         _check_layers(tree, path, None if chunks is None else _dask_chunks(path, chunks))
+        tree.set_close(close)
         if path.name.endswith(PARTIAL_SUFFIX):
             tree = _complete_part(tree)
     except BaseException:
-        tree.close()
+        close()
         raise
     return tree
 
@@ -232,7 +235,11 @@ def _complete_part(tree: xr.DataTree) -> xr.DataTree:
     n = int(tree.attrs.get("presentations_complete", 0))
     if n >= tree.sizes.get("presentation", 0):
         return tree
-    cut = tree.isel(presentation=slice(0, n))
+    datasets = {}
+    for node in tree.subtree:
+        ds = node.to_dataset(inherit=False)
+        datasets[node.path] = ds.isel(presentation=slice(0, n)) if "presentation" in ds.dims else ds
+    cut = xr.DataTree.from_dict(datasets)
     cut.set_close(tree.close)
     return cut
 
