@@ -127,3 +127,19 @@ def test_bad_threads(tmp_path):
         ActivationWriter(tmp_path / f"ok{threads}.nc", compression_threads=threads).abort()
     with pytest.raises(ValueError, match="'compression_threads' must be a positive int"):
         ActivationWriter(tmp_path / "bad.nc", compression_threads=0)
+
+
+def test_chunk_rule_and_stimuli_larger_than_4_mib(tmp_path):
+    def reference(b, nbytes):  # the documented rule, written out plainly
+        fitting = [c for c in range(1, b + 1) if b % c == 0 and c * nbytes <= 4 * 2**20]
+        return max(fitting) if fitting else 1
+
+    for b in (1, 2, 7, 12, 64, 256):
+        for nbytes in (4, 4096, 2**20, 3 * 2**20, 5 * 2**20):
+            assert codec.chunk_length(b, nbytes) == reference(b, nbytes), (b, nbytes)
+    assert codec.chunk_length(12, 2**20) == 4 and codec.chunk_length(7, 2**20) == 1
+    big = np.ones((3, 1000, 1280), "f4")  # 4.9 MiB per stimulus: chunks of one, over 4 MiB
+    path = write(tmp_path / "big.nc", [{"tokens": big}, {"tokens": big * 2}])
+    with netCDF4.Dataset(path) as ds:
+        assert ds["tokens/activation"].chunking() == [1, 1000, 1280]
+        np.testing.assert_array_equal(ds["tokens/activation"][3:], big * 2)
