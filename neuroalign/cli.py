@@ -400,6 +400,13 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as err:
         print(f"neuroalign: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk: the message names the .partial kept for --resume
+        from neuroalign.activations import DiskFullError
+
+        if not isinstance(err, DiskFullError):
+            raise
+        print(f"neuroalign: error: {err}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
         return 0

@@ -142,7 +142,9 @@ def layer_chunks(path: str | Path, layer: str, chunk_size: int = 4096) -> Iterat
 def _read_chunks(path: Path, group: str, chunk_size: int) -> Iterator[np.ndarray]:
     import netCDF4
 
-    with netCDF4.Dataset(path, "r") as ds:
+    from neuroalign.activations.reader import layer_read_errors
+
+    with layer_read_errors(path, group), netCDF4.Dataset(path, "r") as ds:
         var = ds[group]["activation"]
         var.set_auto_mask(False)
         yield from feature_chunks(var, chunk_size)

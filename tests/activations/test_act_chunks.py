@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from neuroalign import activations
-from neuroalign.activations import ActivationWriter, bitround
+from neuroalign.activations import ActivationWriter, bitround, codec
 from neuroalign.data.stimuli import StimulusSet
 from neuroalign.extraction import ImageTransform, extract, image_transform
 
@@ -56,9 +55,9 @@ def test_chunks_are_hdf5_shuffle_and_deflate(tmp_path):
 def test_standard_zlib_and_threads_give_the_same_values(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     batches = [{"a": relu_like(rng, (6, 40)), "b": relu_like(rng, (6, 2, 3))} for _ in range(3)]
-    one = write(tmp_path / "one.nc", batches, threads=1)
-    three = write(tmp_path / "three.nc", batches, threads=3)
-    monkeypatch.setattr(activations, "_DEFLATE", zlib.compress)  # no python-isal
+    one = write(tmp_path / "one.nc", batches, compression_threads=1)
+    three = write(tmp_path / "three.nc", batches, compression_threads=3)
+    monkeypatch.setattr(codec, "_DEFLATE", zlib.compress)  # no python-isal
     plain = write(tmp_path / "plain.nc", batches, compression_level=6)
     for path in (one, three, plain):
         with netCDF4.Dataset(path) as ds:
@@ -125,6 +124,22 @@ def test_overlapped_and_in_turn_runs_write_the_same_file(tmp_path):
 
 def test_bad_threads(tmp_path):
     for threads in (1, 2):
-        ActivationWriter(tmp_path / f"ok{threads}.nc", threads=threads).abort()
-    with pytest.raises(ValueError, match="'threads' must be a positive int"):
-        ActivationWriter(tmp_path / "bad.nc", threads=0)
+        ActivationWriter(tmp_path / f"ok{threads}.nc", compression_threads=threads).abort()
+    with pytest.raises(ValueError, match="'compression_threads' must be a positive int"):
+        ActivationWriter(tmp_path / "bad.nc", compression_threads=0)
+
+
+def test_chunk_rule_and_stimuli_larger_than_4_mib(tmp_path):
+    def reference(b, nbytes):  # the documented rule, written out plainly
+        fitting = [c for c in range(1, b + 1) if b % c == 0 and c * nbytes <= 4 * 2**20]
+        return max(fitting) if fitting else 1
+
+    for b in (1, 2, 7, 12, 64, 256):
+        for nbytes in (4, 4096, 2**20, 3 * 2**20, 5 * 2**20):
+            assert codec.chunk_length(b, nbytes) == reference(b, nbytes), (b, nbytes)
+    assert codec.chunk_length(12, 2**20) == 4 and codec.chunk_length(7, 2**20) == 1
+    big = np.ones((3, 1000, 1280), "f4")  # 4.9 MiB per stimulus: chunks of one, over 4 MiB
+    path = write(tmp_path / "big.nc", [{"tokens": big}, {"tokens": big * 2}])
+    with netCDF4.Dataset(path) as ds:
+        assert ds["tokens/activation"].chunking() == [1, 1000, 1280]
+        np.testing.assert_array_equal(ds["tokens/activation"][3:], big * 2)
