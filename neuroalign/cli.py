@@ -137,8 +137,13 @@ def _add_extract(sub):
                    help="zlib (default: shuffle + deflate, which every netCDF reader decodes) or none")
     p.add_argument("--compression-level", type=int, default=1,
                    help="deflate level 1-9 (default 1, the fastest)")
+    p.add_argument("--compression-threads", type=int,
+                   help="threads deflating chunks (default: one per CPU core, at most 8)")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted extraction (OUT.partial) instead of starting afresh")
+                   help="continue an interrupted extraction (OUT.partial); a finished OUT written "
+                        "with the same settings is kept as it is")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT or discard an interrupted OUT.partial")
     p.set_defaults(run=_run_extract)
 
 
@@ -175,12 +180,14 @@ def _run_extract(args):
             mask["ratio"] = float(parts[1])
         if len(parts) > 2:
             mask["fill"] = parts[2]
-    path = extract(model, stimuli, args.layers, args.out, transform=transform,
+    path = extract(model, stimuli, args.layers, out=args.out, transform=transform,
                    batch_size=args.batch_size, device=device, dtype=args.dtype, pooling=pooling,
                    tokens=args.tokens, projection=args.projection, n_components=args.n_components,
                    fit_stimuli=args.pca_fit, mask=mask, seed=args.seed,
                    compression=None if args.compression == "none" else args.compression,
-                   compression_level=args.compression_level, resume=args.resume, attrs=attrs)
+                   compression_level=args.compression_level,
+                   compression_threads=args.compression_threads, resume=args.resume,
+                   overwrite=args.overwrite, attrs=attrs)
     print(f"activations: {path}")
 
 
@@ -399,7 +406,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
         print(f"neuroalign: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into head & co.

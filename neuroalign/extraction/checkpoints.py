@@ -46,7 +46,7 @@ def extract_checkpoints(
     checkpoints: Sequence[str | Path],
     stimuli,
     layers: str | Sequence[str] | None,
-    out_dir: str | Path,
+    out: str | Path,
     *,
     transform: Callable | tuple[Callable, str] | None = None,
     device: str | torch.device | None = "cpu",
@@ -60,12 +60,12 @@ def extract_checkpoints(
         checkpoints: ``.pt`` files written by the trainer (e.g. several steps or seeds).
         stimuli: as for :func:`extract`.
         layers: as for :func:`extract`.
-        out_dir: folder for ``<checkpoint stem>.nc`` files and the index (created if missing).
+        out: the folder for ``<checkpoint stem>.nc`` files and the index (created if missing).
         transform: as for :func:`extract`; None: :func:`image_transform` at each checkpoint's
             training ``image_size`` (no normalisation: neuroalign models see [0, 1] pixels).
         device: where the models run.
         resume: passed to :func:`extract`: finished files are kept, interrupted ones continued.
-        index_name: the index's file name in ``out_dir``.
+        index_name: the index's file name in ``out``.
         **options: further keyword arguments of :func:`extract` (batch_size, pooling, ...).
 
     Returns:
@@ -81,19 +81,19 @@ def extract_checkpoints(
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"Checkpoints not found: {missing}.")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
     user_attrs = dict(options.pop("attrs", None) or {})
     rows = []
     for path, name in zip(paths, _file_names(paths), strict=True):
         model, state = load_model(path, device or "cpu")
         attrs = checkpoint_attrs(path, state)
         size = int(state.get("config", {}).get("image_size", 224))
-        out = extract(
+        written = extract(
             model,
             stimuli,
             layers,
-            out_dir / f"{name}.nc",
+            folder / f"{name}.nc",
             transform=transform if transform is not None else image_transform(size),
             device=device,
             resume=resume,
@@ -103,7 +103,7 @@ def extract_checkpoints(
         rows.append(
             {
                 "name": name,
-                "file": out.name,
+                "file": written.name,
                 "checkpoint": str(path),
                 "sha256": attrs["checkpoint_sha256"],
                 "step": attrs["training_steps"],
@@ -111,4 +111,4 @@ def extract_checkpoints(
                 "model": attrs["model"],
             }
         )
-    return write_activation_index(out_dir / index_name, rows)
+    return write_activation_index(folder / index_name, rows)

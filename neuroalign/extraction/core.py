@@ -23,7 +23,7 @@ from neuroalign.extraction.input_mask import mask_function
 from neuroalign.extraction.layers import is_default_choice, resolve_layers
 from neuroalign.extraction.pipeline import fit_pca_projections, run_batches
 from neuroalign.extraction.reductions import DEFAULT_PCA_FIT, check_options
-from neuroalign.extraction.resume import check_resumed, finished_file
+from neuroalign.extraction.resume import check_output, check_resumed, finished_file
 from neuroalign.extraction.sources import Head, as_source, load_batch
 
 __all__ = ["extract"]
@@ -33,7 +33,7 @@ def extract(
     model: nn.Module,
     stimuli,
     layers: str | Sequence[str] | None,
-    out_path: str | Path,
+    out: str | Path,
     *,
     transform: Callable | tuple[Callable, str] | None = None,
     batch_size: int = 64,
@@ -52,13 +52,14 @@ def extract(
     compression_threads: int | None = None,
     overlap: bool | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Run ``model`` over ``stimuli`` and write the chosen layers' activations to ``out_path``.
+    """Run ``model`` over ``stimuli`` and write the chosen layers' activations to ``out``.
 
     The model runs in eval mode under ``torch.inference_mode`` (its training flag is restored
     afterwards). A module that runs several times in one forward pass (a shared ReLU) keeps its
-    last output, with a warning. The file is written to ``<out_path>.partial`` and renamed
+    last output, with a warning. The file is written to ``<out>.partial`` and renamed
     when complete (see :class:`neuroalign.activations.ActivationWriter`). Loading, the forward
     pass and compression/writing overlap in three threads on an accelerator (``overlap``); at
     most two batches of activations are held at once.
@@ -70,7 +71,7 @@ def extract(
             :class:`DatasetStimuli`, or a torch ``Dataset`` yielding images or
             (image, label) pairs (wrapped in a DatasetStimuli with ids ``<class>/<index>``).
         layers: module paths, glob patterns, or None / ``"all"`` (see :func:`resolve_layers`).
-        out_path: the activation file (``.nc``).
+        out: the activation file (``.nc``).
         transform: image -> tensor (3, H, W), or the (transform, description) pair from
             :func:`image_transform`; the description (or the transform's repr) is stored.
             None only for datasets that yield tensors already.
@@ -109,11 +110,13 @@ def extract(
             already keeps every core busy, and threads competing with it slow it down more
             than the work they do (measured in benchmarks/bench_extraction.py), so the steps
             run in turn there, each using all cores.
-        resume: continue an interrupted ``<out_path>.partial`` after its last complete batch:
+        resume: continue an interrupted ``<out>.partial`` after its last complete batch:
             its stimulus ids must be the first ones of ``stimuli`` and its layers and
             attributes (except ``device`` and ``torch_version``) those of this call, else a
-            ValueError; a stored projection is reused. A finished ``out_path`` with the same
+            ValueError; a stored projection is reused. A finished ``out`` with the same
             ids and attributes is returned as it is. Without a ``.partial`` file, starts afresh.
+        overwrite: replace an existing ``out`` or discard an interrupted ``<out>.partial``.
+            Without ``resume`` or ``overwrite`` either of them is a FileExistsError.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -128,22 +131,22 @@ def extract(
     names, lenient = resolve_layers(model, layers), is_default_choice(model, layers)
     device = _place_model(model, device)
     overlap = device.type != "cpu" if overlap is None else overlap
-    out_path = Path(out_path)
+    out = check_output(Path(out), resume, overwrite)
     file_attrs = _file_attrs(model, source, description, device, pooling, tokens, projection,
                              n_components, seed, {**mask_attrs, **(attrs or {})})
     fit_set = _pca_fit_set(source, fit_stimuli, file_attrs) if projection == "pca" else None
     first = load_batch(source, np.arange(min(batch_size, len(source))), transform, mask_fn)
     _input_attrs(file_attrs, first[0])
-    if resume and out_path.exists() and not partial_path(out_path).exists():
-        finished_file(out_path, source, file_attrs)
-        return out_path
+    if resume and out.exists() and not partial_path(out).exists():
+        finished_file(out, source, file_attrs)
+        return out
 
     was_training = model.training
     runner = Runner(model, names, lenient, pooling, tokens, device, 2 if overlap else 1)
     bar = tqdm(total=len(source), unit="img", desc="extract", disable=not progress)
     try:
         model.eval()
-        with ActivationWriter(out_path, attrs=file_attrs, dtype=dtype, compression=compression,
+        with ActivationWriter(out, attrs=file_attrs, dtype=dtype, compression=compression,
                               compression_level=compression_level, threads=compression_threads,
                               resume=resume) as writer:
             if writer.resumed:
@@ -156,7 +159,7 @@ def extract(
         bar.close()
         runner.close()
         model.train(was_training)
-    return out_path
+    return out
 
 
 def _split_transform(transform) -> tuple[Callable | None, str]:
