@@ -20,7 +20,6 @@ loop), ``resume`` (checks before continuing a file), ``core`` (``extract``), ``c
 
 from neuroalign.extraction.checkpoints import checkpoint_attrs, extract_checkpoints
 from neuroalign.extraction.core import extract
-from neuroalign.extraction.input_mask import MASK_KEYS
 from neuroalign.extraction.layers import list_layers, match_layers, resolve_layers
 from neuroalign.extraction.reductions import (
     DEFAULT_PCA_FIT,
@@ -51,5 +50,4 @@ __all__ = [
     "TOKENS",
     "PROJECTIONS",
     "DEFAULT_PCA_FIT",
-    "MASK_KEYS",
 ]

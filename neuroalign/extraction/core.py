@@ -16,15 +16,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from neuroalign.activations import ActivationWriter, partial_path
+from neuroalign.activations import ActivationWriter
 from neuroalign.data.stimuli import StimulusSet
-from neuroalign.extraction.hooks import Runner
+from neuroalign.extraction.hooks import Runner, check_output_element
 from neuroalign.extraction.input_mask import mask_function
 from neuroalign.extraction.layers import is_default_choice, resolve_layers
 from neuroalign.extraction.pipeline import fit_pca_projections, run_batches
 from neuroalign.extraction.reductions import DEFAULT_PCA_FIT, check_options
-from neuroalign.extraction.resume import check_output, check_resumed, finished_file
+from neuroalign.extraction.resume import check_existing, check_output, check_resumed
 from neuroalign.extraction.sources import Head, as_source, load_batch
+from neuroalign.provenance import library_versions, weights_sha256
 
 __all__ = ["extract"]
 
@@ -51,6 +52,7 @@ def extract(
     compression_level: int = 1,
     compression_threads: int | None = None,
     overlap: bool | None = None,
+    output_element: dict[str, int | str] | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -105,16 +107,23 @@ def extract(
             or None.
         compression_level: deflate level 0-9 (0: off; 1, the default, is the fastest).
         compression_threads: threads deflating chunks; None: one per CPU core (at most 8).
+        output_element: for modules returning a tuple, list or dict (an attention block, an
+            LSTM, a Hugging Face ``ModelOutput``): layer -> the index or key of the element to
+            keep. Default: element 0 of a tuple or list (with a warning naming the layers);
+            a dict needs a key. The kept element is the layer group's ``output_element``
+            attribute.
         overlap: load, run and write successive batches at the same time in three threads;
             None: when the model runs on an accelerator. On a CPU device the forward pass
             already keeps every core busy, and threads competing with it slow it down more
             than the work they do (measured in benchmarks/bench_extraction.py), so the steps
             run in turn there, each using all cores.
         resume: continue an interrupted ``<out>.partial`` after its last complete batch:
-            its stimulus ids must be the first ones of ``stimuli`` and its layers and
-            attributes (except ``device`` and ``torch_version``) those of this call, else a
-            ValueError; a stored projection is reused. A finished ``out`` with the same
-            ids and attributes is returned as it is. Without a ``.partial`` file, starts afresh.
+            its stimulus ids must be the first ones of ``stimuli``, and its layers, its
+            attributes (except ``device`` and ``torch_version``: dtype, compression, pooling,
+            tokens, projection, transform, mask, ...) and its weights (``weights_sha256``)
+            those of this call, else a ValueError naming what differs; a stored projection is
+            reused. A finished ``out`` is checked alike and returned as it is. Without either
+            file, starts afresh.
         overwrite: replace an existing ``out`` or discard an interrupted ``<out>.partial``.
             Without ``resume`` or ``overwrite`` either of them is a FileExistsError.
         progress: show a tqdm progress bar.
@@ -129,20 +138,25 @@ def extract(
     transform, description = _split_transform(transform)
     mask_fn, mask_attrs = mask_function(mask, seed)
     names, lenient = resolve_layers(model, layers), is_default_choice(model, layers)
+    output_element = check_output_element(output_element, names)
     device = _place_model(model, device)
     overlap = device.type != "cpu" if overlap is None else overlap
     out = check_output(Path(out), resume, overwrite)
-    file_attrs = _file_attrs(model, source, description, device, pooling, tokens, projection,
-                             n_components, seed, {**mask_attrs, **(attrs or {})})
+    file_attrs = {
+        **_file_attrs(model, source, description, device, dtype, compression, compression_level),
+        **_reduction_attrs(pooling, tokens, projection, n_components, seed),
+        **_element_attrs(output_element), **mask_attrs, **(attrs or {}),
+        "weights_sha256": weights_sha256(model),
+    }
     fit_set = _pca_fit_set(source, fit_stimuli, file_attrs) if projection == "pca" else None
     first = load_batch(source, np.arange(min(batch_size, len(source))), transform, mask_fn)
     _input_attrs(file_attrs, first[0])
-    if resume and out.exists() and not partial_path(out).exists():
-        finished_file(out, source, file_attrs)
-        return out
+    if resume and check_existing(out, source, file_attrs, names, lenient):
+        return out  # finished, with these settings
 
     was_training = model.training
-    runner = Runner(model, names, lenient, pooling, tokens, device, 2 if overlap else 1)
+    runner = Runner(model, names, lenient, pooling, tokens, device, 2 if overlap else 1,
+                    output_element)
     bar = tqdm(total=len(source), unit="img", desc="extract", disable=not progress)
     try:
         model.eval()
@@ -183,25 +197,36 @@ def _place_model(model: nn.Module, device) -> torch.device:
     return torch.device(device)
 
 
-def _file_attrs(model, source, description, device, pooling, tokens, projection, n_components,
-                seed, extra: dict) -> dict:
-    """The root attributes: what was extracted and how (compared on resume)."""
-    attrs = {
+def _file_attrs(model, source, description, device, dtype, compression, level) -> dict:
+    """The root attributes saying what was extracted and how it is stored."""
+    return {
         "model": type(model).__name__,
         "stimulus_set": source.name,
         "transform": description,
+        "dtype": dtype,
+        "compression": f"{compression} level={level}" if compression and level else "none",
+        **library_versions("torch"),
+        "device": str(device),
+    }
+
+
+def _reduction_attrs(pooling, tokens, projection, n_components, seed) -> dict:
+    attrs = {
         "pooling": "none" if pooling is None else str(pooling),
         "tokens": tokens,
         "projection": projection or "none",
-        "torch_version": torch.__version__,
-        "device": str(device),
-        **extra,
     }
     if projection is not None:
         attrs["n_components"] = n_components
         if projection == "random":
             attrs["projection_seed"] = int(seed)
     return attrs
+
+
+def _element_attrs(output_element: dict) -> dict:
+    if not output_element:
+        return {}
+    return {"output_element": ", ".join(f"{k}={v}" for k, v in sorted(output_element.items()))}
 
 
 def _pca_fit_set(source, fit_stimuli, file_attrs: dict):
@@ -226,7 +251,7 @@ def _input_attrs(file_attrs: dict, x: torch.Tensor) -> None:
 
 def _continue_file(writer, runner, source, names, lenient, projection, bar) -> None:
     """Check a resumed file against this run; take over its layers and stored projections."""
-    check_resumed(writer, source, names, lenient)
+    check_resumed(writer, source)
     runner.lenient = False
     if writer.layer_shapes:
         runner.names = list(writer.layer_shapes)

@@ -4,7 +4,7 @@ and the reductions applied to them (one batch in, arrays out)."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -12,7 +12,54 @@ from torch import nn
 
 from neuroalign.extraction.reductions import pool, select_tokens
 
-__all__ = ["Recorder", "Runner"]
+__all__ = ["Recorder", "Runner", "check_output_element", "pick_element"]
+
+
+def check_output_element(output_element, names: Sequence[str]) -> dict:
+    """The ``output_element`` option checked: {layer: int index or str key}, layers among
+    ``names``."""
+    if output_element is None:
+        return {}
+    if not isinstance(output_element, Mapping):
+        raise TypeError(
+            "'output_element' must map layer names to an index or a key; got "
+            f"{type(output_element).__name__}."
+        )
+    unknown = sorted(set(output_element) - set(names))
+    if unknown:
+        raise ValueError(f"'output_element' names layers not extracted: {unknown}.")
+    for layer, key in output_element.items():
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise TypeError(
+                f"'output_element' of layer {layer!r} must be an int index or a str key; got "
+                f"{key!r}."
+            )
+    return dict(output_element)
+
+
+def pick_element(name: str, output, key: int | str | None):
+    """The element of a module's output to record: ``output[key]`` of a tuple, list or
+    mapping (a tuple's or list's element 0 when ``key`` is None); a tensor as it is."""
+    if isinstance(output, torch.Tensor):
+        return output
+    how = f"output_element={{{name!r}: ...}} (--output-element {name}=KEY)"
+    if isinstance(output, Mapping):
+        if key is None or key not in output:
+            given = "" if key is None else f" has no key {key!r};"
+            raise ValueError(
+                f"Layer {name!r} returns a {type(output).__name__}{given} with the keys "
+                f"{list(output)}; choose one with {how}."
+            )
+        return output[key]
+    if isinstance(output, (tuple, list)):
+        key = 0 if key is None else key
+        if not isinstance(key, int) or not -len(output) <= key < len(output):
+            raise ValueError(
+                f"Layer {name!r} returns a {type(output).__name__} of {len(output)} elements; "
+                f"{key!r} is not an index of it (set it with {how})."
+            )
+        return output[key]
+    return output
 
 
 class Recorder:
@@ -26,9 +73,13 @@ class Recorder:
     written while the next one runs.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], pooling=None, slots: int = 1):
+    def __init__(self, model: nn.Module, layers: Sequence[str], pooling=None, slots: int = 1,
+                 output_element: Mapping[str, int | str] | None = None):
         modules = dict(model.named_modules())
         self.pooling = pooling
+        self.output_element = dict(output_element or {})
+        # layer -> the element kept of a tuple, list or dict output (str of index or key)
+        self.elements: dict[str, str] = {}
         self.outputs: dict[str, torch.Tensor] = {}
         self.calls: dict[str, int] = {}
         self._buffers: list[dict[str, torch.Tensor]] = [{} for _ in range(slots)]
@@ -37,12 +88,14 @@ class Recorder:
 
     def _hook(self, name: str):
         def hook(module, inputs, output):
-            if isinstance(output, (tuple, list)):
-                output = output[0]
+            if not isinstance(output, torch.Tensor):
+                key = self.output_element.get(name)
+                output = pick_element(name, output, key)
+                self.elements[name] = str(0 if key is None else key)
             if not isinstance(output, torch.Tensor):
                 raise TypeError(
-                    f"Layer {name!r} returned {type(output).__name__}, not a tensor (or a tuple "
-                    "starting with one); choose another layer."
+                    f"Layer {name!r} returned {type(output).__name__}, not a tensor (or a tuple, "
+                    "list or dict holding one); choose another layer."
                 )
             self.outputs[name] = self._keep(name, pool(output, self.pooling))
             self.calls[name] = self.calls.get(name, 0) + 1
@@ -77,7 +130,7 @@ class Recorder:
         self._buffers = [{} for _ in self._buffers]
 
 
-def _layer_outputs(recorder: Recorder, names: list[str], lenient: bool, warned: set[str]):
+def _layer_outputs(recorder: Recorder, names: list[str], lenient: bool, warned: set[tuple]):
     """The recorded outputs of one forward pass, checked.
 
     Returns:
@@ -97,26 +150,39 @@ def _layer_outputs(recorder: Recorder, names: list[str], lenient: bool, warned: 
             f"Layers {missing} did not run in the model's forward pass; choose modules that "
             "forward() calls."
         )
-    for name in names:
-        if recorder.calls[name] > 1 and name not in warned:
-            warned.add(name)
-            warnings.warn(
-                f"Module {name!r} ran {recorder.calls[name]} times in one forward pass; its "
-                "last output is kept.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+    repeated = [n for n in names if recorder.calls[n] > 1 and ("calls", n) not in warned]
+    if repeated:  # shared modules (a ReLU used twice): one warning naming them all
+        warned.update(("calls", n) for n in repeated)
+        counts = ", ".join(f"{name} ({recorder.calls[name]}x)" for name in repeated)
+        warnings.warn(
+            f"Modules that ran several times in one forward pass keep their last output: "
+            f"{counts}.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    chosen = recorder.output_element
+    defaulted = [n for n in names
+                 if n in recorder.elements and n not in chosen and ("element", n) not in warned]
+    if defaulted:
+        warned.update(("element", n) for n in defaulted)
+        warnings.warn(
+            f"Layers {defaulted} return a tuple or list; element 0 of each is kept (choose "
+            "another with output_element={layer: index}, --output-element LAYER=INDEX).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return names, {name: recorder.outputs[name] for name in names}
 
 
 class Runner:
     """The model with its hooks and the per-layer options: one batch in, arrays out."""
 
-    def __init__(self, model, names, lenient, pooling, tokens, device, slots=1):
+    def __init__(self, model, names, lenient, pooling, tokens, device, slots=1,
+                 output_element=None):
         self.model, self.names, self.lenient = model, names, lenient
         self.tokens, self.device = tokens, device
-        self.recorder = Recorder(model, names, pooling, slots)
-        self.warned: set[str] = set()
+        self.recorder = Recorder(model, names, pooling, slots, output_element)
+        self.warned: set[tuple] = set()  # (kind, layer) already warned about
         self.projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

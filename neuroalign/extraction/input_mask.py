@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-__all__ = ["MASK_KEYS", "mask_function"]
+from neuroalign import masking
 
-MASK_KEYS = ("strategy", "ratio", "fill", "patch_size")
+__all__ = ["mask_function"]
 
 
 def _stimulus_seed(seed: int, index: int) -> int:
@@ -17,36 +17,24 @@ def _stimulus_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
-
 def mask_function(mask, seed: int):
-    """(fn(x (b,3,H,W), index (b,)) -> x, attrs) for the ``mask`` option of :func:`extract`."""
-    from neuroalign import masking
+    """(fn(x (b,3,H,W), index (b,)) -> x, attrs) for the ``mask`` option of :func:`extract`.
 
+    ``mask``: None, a callable, or a specification :func:`neuroalign.masking.parse_mask_spec`
+    reads (``"periphery"``, ``"patches:0.6:grey"``, a mapping).
+    """
     if mask is None:
         return None, {}
     if callable(mask):
         name = getattr(mask, "__name__", None) or repr(mask)
         return (lambda x, index: mask(x)), {"input_mask": f"callable {name}"}
-    spec = {"strategy": mask} if isinstance(mask, str) else mask
-    if not isinstance(spec, Mapping):
+    if not isinstance(mask, (str, Mapping)):
         raise TypeError(
-            "'mask' must be None, a callable, a strategy name or a mapping with keys "
-            f"{MASK_KEYS}; got {type(mask).__name__}."
+            "'mask' must be None, a callable, a 'STRATEGY[:RATIO[:FILL]]' string or a mapping "
+            f"with keys {masking.MASK_KEYS}; got {type(mask).__name__}."
         )
-    unknown = sorted(set(spec) - set(MASK_KEYS))
-    if unknown:
-        raise ValueError(f"Unknown 'mask' keys {unknown}; valid keys: {MASK_KEYS}.")
-    strategy = spec.get("strategy")
-    if strategy not in masking.STRATEGIES:
-        raise ValueError(
-            f"The 'mask' strategy must be one of {masking.STRATEGIES}; got {strategy!r}."
-        )
-    ratio = float(spec.get("ratio", {"periphery": 0.8, "centre": 0.2}.get(strategy, 0.6)))
-    fill = spec.get("fill", "mean")
-    if fill not in masking.FILLS:
-        raise ValueError(f"The 'mask' fill must be one of {masking.FILLS}; got {fill!r}.")
-    patch_size = int(spec.get("patch_size", 8))
-    masking._check_ratio(ratio)
+    spec = masking.parse_mask_spec(mask)
+    strategy, ratio, fill, patch_size = (spec[k] for k in masking.MASK_KEYS)
 
     def fn(x: torch.Tensor, index: np.ndarray) -> torch.Tensor:
         n, _, h, w = x.shape

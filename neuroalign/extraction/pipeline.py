@@ -72,6 +72,8 @@ def _layer_options(features, runner, writer, projection, k, seed) -> None:
                 matrix = random_projection(units, k, seed, name)
                 runner.set_projection(name, matrix, None)
                 writer.layer_data[name] = {"projection": (("unit", "feature"), matrix)}
+        if name in runner.recorder.elements:  # the module returned a tuple, list or dict
+            layer_attrs["output_element"] = runner.recorder.elements[name]
         if layer_attrs:
             writer.layer_attrs[name] = layer_attrs
 

@@ -104,14 +104,14 @@ def load_batch(source, index: np.ndarray, transform: Callable | None, mask_fn=No
             what = "'transform' must map" if transform is not None else "Without a transform,"
             raise TypeError(
                 f"{what} each stimulus to a tensor (3, H, W); got {type(x).__name__} "
-                f"{tuple(getattr(x, 'shape', ()))} for stimulus {source.stimulus_id[i]!r}"
+                f"{tuple(getattr(x, 'shape', ()))} for stimulus {str(source.stimulus_id[i])!r}"
                 + ("" if transform is not None else "; pass transform=image_transform(size)")
                 + "."
             )
         if images and x.shape != images[0].shape:
             raise ValueError(
-                f"Stimulus {source.stimulus_id[i]!r} has the shape {tuple(x.shape)} after the "
-                f"transform but {source.stimulus_id[index[0]]!r} {tuple(images[0].shape)}; "
+                f"Stimulus {str(source.stimulus_id[i])!r} has the shape {tuple(x.shape)} after the "
+                f"transform but {str(source.stimulus_id[index[0]])!r} {tuple(images[0].shape)}; "
                 "crop or resize to one size (image_transform does)."
             )
         images.append(x)
