@@ -18,7 +18,7 @@ loop), ``resume`` (checks before continuing a file), ``core`` (``extract``), ``c
 (several checkpoints, one file each).
 """
 
-from neuroalign.extraction.checkpoints import checkpoint_attrs, extract_checkpoints
+from neuroalign.extraction.checkpoints import extract_checkpoints
 from neuroalign.extraction.core import extract
 from neuroalign.extraction.layers import list_layers, match_layers, resolve_layers
 from neuroalign.extraction.reductions import (
@@ -36,7 +36,6 @@ from neuroalign.extraction.transforms import ImageTransform, image_transform
 __all__ = [
     "extract",
     "extract_checkpoints",
-    "checkpoint_attrs",
     "list_layers",
     "match_layers",
     "resolve_layers",

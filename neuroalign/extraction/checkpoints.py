@@ -9,28 +9,9 @@ import torch
 
 from neuroalign.extraction.core import extract
 from neuroalign.extraction.transforms import image_transform
+from neuroalign.provenance import checkpoint_attrs
 
-__all__ = ["checkpoint_attrs", "extract_checkpoints"]
-
-
-def checkpoint_attrs(path: str | Path, state: dict) -> dict:
-    """Provenance attributes of a neuroalign checkpoint (for the activation file)."""
-    from neuroalign.training.checkpoint import sha256_file
-
-    cfg = state.get("config", {})
-    attrs = {
-        "model": str(state.get("model_name", cfg.get("model", ""))),
-        "checkpoint": str(path),
-        "checkpoint_sha256": sha256_file(path),
-        "training_steps": int(state.get("step", 0)),
-    }
-    if cfg.get("seed") is not None:
-        attrs["seed"] = int(cfg["seed"])
-    if "masking" in cfg:
-        attrs["masking"] = (
-            f"{cfg['masking']} ratio={cfg.get('mask_ratio')} fill={cfg.get('fill')}"
-        )
-    return attrs
+__all__ = ["extract_checkpoints"]
 
 
 def _file_names(paths: list[Path]) -> list[str]:
