@@ -164,7 +164,7 @@ def extract(
                               compression_level=compression_level, threads=compression_threads,
                               resume=resume) as writer:
             if writer.resumed:
-                _continue_file(writer, runner, source, names, lenient, projection, bar)
+                _continue_file(writer, runner, source, projection, bar)
             if projection == "pca" and not runner.projections:
                 _fit_pca(writer, runner, fit_set, transform, mask_fn, batch_size, n_components)
             run_batches(runner, writer, source, writer.n_written, batch_size, transform, mask_fn,
@@ -249,7 +249,7 @@ def _input_attrs(file_attrs: dict, x: torch.Tensor) -> None:
         file_attrs.setdefault("input_size", int(x.shape[-1]))
 
 
-def _continue_file(writer, runner, source, names, lenient, projection, bar) -> None:
+def _continue_file(writer, runner, source, projection, bar) -> None:
     """Check a resumed file against this run; take over its layers and stored projections."""
     check_resumed(writer, source)
     runner.lenient = False
