@@ -83,20 +83,19 @@ def _run_pretrain(args):
         print(f"checkpoint: {path}\nlog:        {args.out / 'log.csv'}")
 
 
-def _model_from_arg(name: str, device):
-    """A checkpoint path, or a registered model name; returns (model, attrs, image_size)."""
+def _model_from_arg(name: str, device, seed: int = 0):
+    """A checkpoint path, or a model name built with random weights seeded by ``seed``;
+    returns (model, attrs, image_size)."""
     from neuroalign.models import create_model
-    from neuroalign.training import load_model, sha256_file
+    from neuroalign.provenance import checkpoint_attrs
+    from neuroalign.training import load_model
 
     if Path(name).is_file():
         model, state = load_model(name, device)
-        cfg = state["config"]
-        attrs = {"model": cfg["model"], "checkpoint": str(name), "checkpoint_sha256": sha256_file(name),
-                 "masking": f"{cfg['masking']} ratio={cfg['mask_ratio']} fill={cfg['fill']}",
-                 "training_steps": int(state["step"]), "seed": int(cfg["seed"])}
-        return model, attrs, int(cfg["image_size"])
-    model = create_model(name)
-    return model.to(device).eval(), {"model": name, "weights": "random initialisation"}, None
+        return model, checkpoint_attrs(name, state), int(state["config"]["image_size"])
+    model = create_model(name, seed=seed)
+    attrs = {"model": name, "weights": f"random initialisation, seed {seed}"}
+    return model.to(device).eval(), attrs, None
 
 
 def _add_extract(sub):
@@ -113,7 +112,7 @@ def _add_extract(sub):
     p.add_argument("--out", required=True, type=Path, help="the activation file to write (.nc)")
     p.add_argument("--layers", nargs="+", default=None,
                    help="module paths or glob patterns (default: the model's encoder blocks, or all leaf modules)")
-    p.add_argument("--image-size", type=int,
+    p.add_argument("--image-size", type=_positive_int,
                    help="input size in pixels (default: the checkpoint's training size, else 224)")
     p.add_argument("--normalize", choices=["none", "imagenet"], default="none",
                    help="input normalisation: none (pixels in [0,1], neuroalign models) or imagenet mean/std")
@@ -132,13 +131,22 @@ def _add_extract(sub):
     p.add_argument("--mask", metavar="STRATEGY[:RATIO[:FILL]]",
                    help="mask every input before the forward pass, e.g. periphery:0.8:mean or patches:0.6 "
                         "(strategies of neuroalign.masking; seeded by --seed)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random projections and masks (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of random initial weights (model names), random projections and masks (default 0)")
+    p.add_argument("--output-element", nargs="+", metavar="LAYER=KEY", default=None,
+                   help="for layers returning a tuple, list or dict: the element to keep, by index "
+                        "or key (default: element 0 of a tuple or list)")
     p.add_argument("--compression", choices=["zlib", "none"], default="zlib",
                    help="zlib (default: shuffle + deflate, which every netCDF reader decodes) or none")
     p.add_argument("--compression-level", type=int, default=1,
                    help="deflate level 1-9 (default 1, the fastest)")
+    p.add_argument("--compression-threads", type=int,
+                   help="threads deflating chunks (default: one per CPU core, at most 8)")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted extraction (OUT.partial) instead of starting afresh")
+                   help="continue an interrupted extraction (OUT.partial); a finished OUT written "
+                        "with the same settings is kept as it is")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT or discard an interrupted OUT.partial")
     p.set_defaults(run=_run_extract)
 
 
@@ -149,7 +157,7 @@ def _run_extract(args):
     from neuroalign.training.trainer import resolve_device
 
     device = resolve_device(args.device)
-    model, attrs, size = _model_from_arg(args.model, device)
+    model, attrs, size = _model_from_arg(args.model, device, args.seed)
     size = args.image_size or size or 224
     if args.stimuli in STIMULUS_SETS or not Path(args.stimuli).exists():
         stimuli = load_stimulus_set(args.stimuli)
@@ -165,36 +173,50 @@ def _run_extract(args):
     elif pooling == "none":
         pooling = None
     attrs["input_size"] = size
-    mask = None
-    if args.mask:
-        parts = args.mask.split(":")
-        if len(parts) > 3:
-            raise ValueError(f"--mask must be STRATEGY[:RATIO[:FILL]]; got {args.mask!r}.")
-        mask = {"strategy": parts[0]}
-        if len(parts) > 1:
-            mask["ratio"] = float(parts[1])
-        if len(parts) > 2:
-            mask["fill"] = parts[2]
-    path = extract(model, stimuli, args.layers, args.out, transform=transform,
+    path = extract(model, stimuli, args.layers, out=args.out, transform=transform,
                    batch_size=args.batch_size, device=device, dtype=args.dtype, pooling=pooling,
                    tokens=args.tokens, projection=args.projection, n_components=args.n_components,
-                   fit_stimuli=args.pca_fit, mask=mask, seed=args.seed,
+                   fit_stimuli=args.pca_fit, mask=args.mask, seed=args.seed,
                    compression=None if args.compression == "none" else args.compression,
-                   compression_level=args.compression_level, resume=args.resume, attrs=attrs)
+                   compression_level=args.compression_level,
+                   compression_threads=args.compression_threads, resume=args.resume,
+                   overwrite=args.overwrite, attrs=attrs,
+                   output_element=_output_elements(args.output_element))
     print(f"activations: {path}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive int; got {text}")
+    return value
+
+
+def _output_elements(pairs):
+    """LAYER=KEY pairs -> {layer: int index or str key}."""
+    if not pairs:
+        return None
+    chosen = {}
+    for pair in pairs:
+        layer, sep, key = pair.rpartition("=")
+        if not sep or not layer or not key:
+            raise ValueError(f"--output-element takes LAYER=KEY pairs; got {pair!r}.")
+        chosen[layer] = int(key) if key.lstrip("-").isdigit() else key
+    return chosen
 
 
 def _add_layers(sub):
     p = sub.add_parser("layers", help="list the module paths of a model's layers",
                        description="Print the layer names (module paths) that extract --layers accepts.")
     p.add_argument("model", help="a checkpoint (.pt), a registered model name, torchvision/<name> or timm/<name>")
+    p.add_argument("--seed", type=int, default=0, help="seed of random initial weights (default 0)")
     p.set_defaults(run=_run_layers)
 
 
 def _run_layers(args):
     from neuroalign.extraction import list_layers, resolve_layers
 
-    model, _, _ = _model_from_arg(args.model, "cpu")
+    model, _, _ = _model_from_arg(args.model, "cpu", args.seed)
     default = set(resolve_layers(model, None))
     for name in list_layers(model):
         print(f"{name}{'   (default)' if name in default else ''}")
@@ -397,7 +419,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
         print(f"neuroalign: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk: the message names the .partial kept for --resume

@@ -58,7 +58,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, progress: bo
     from neuroalign.data.cifar import load_cifar10
     from neuroalign.data.stimulus_sets import load_kriegeskorte92
     from neuroalign.extraction import extract, image_transform
-    from neuroalign.training import load_model, pretrain, sha256_file
+    from neuroalign.provenance import checkpoint_attrs
+    from neuroalign.training import load_model, pretrain
     from neuroalign.training.trainer import resolve_device
 
     settings = settings or DemoSettings()
@@ -76,13 +77,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, progress: bo
     model, state = load_model(checkpoint, device)
     transform = image_transform(config.image_size)
     attrs = {
-        "model": config.model,
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": sha256_file(checkpoint),
+        **checkpoint_attrs(checkpoint, state),
         "recipe": "neuroalign demo",
-        "masking": f"{config.masking} ratio={config.mask_ratio} fill={config.fill}",
-        "training_steps": int(state["step"]),
-        "seed": settings.seed,
         "input_size": config.image_size,
         "normalisation": "none (pixels in [0, 1])",
     }

@@ -14,6 +14,7 @@ blurred; its "hidden" region is where the resolution is reduced), ``none``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torchvision.transforms.functional import gaussian_blur
@@ -22,12 +23,57 @@ from neuroalign.fixations import centre_fixations, uniform_fixations
 from neuroalign.foveation import fovea_mask
 
 __all__ = [
-    "STRATEGIES", "FILLS", "fovea_radius", "centre_fixations", "uniform_fixations", "disk_mask",
+    "STRATEGIES", "FILLS", "DEFAULT_RATIOS", "DEFAULT_FILL", "DEFAULT_PATCH_SIZE", "MASK_KEYS",
+    "parse_mask_spec", "fovea_radius", "centre_fixations", "uniform_fixations", "disk_mask",
     "periphery_mask", "centre_mask", "patch_mask", "make_mask", "fill_values", "apply_mask",
 ]
 
 STRATEGIES = ("periphery", "centre", "patches", "fovea", "none")
 FILLS = ("mean", "grey", "noise", "blur")
+# the hidden fraction of each strategy when none is given (FocusMIM's periphery and centre
+# conditions, MAE-style patches)
+DEFAULT_RATIOS = {"periphery": 0.8, "centre": 0.2, "patches": 0.6}
+DEFAULT_FILL = "mean"
+DEFAULT_PATCH_SIZE = 8
+MASK_KEYS = ("strategy", "ratio", "fill", "patch_size")
+
+
+def parse_mask_spec(spec) -> dict:
+    """A mask specification, complete and checked: ``{strategy, ratio, fill, patch_size}``.
+
+    Args:
+        spec: ``"STRATEGY[:RATIO[:FILL]]"`` (``"periphery"``, ``"patches:0.6:grey"``), or a
+            mapping with ``strategy`` and optionally ``ratio`` (default ``DEFAULT_RATIOS`` of
+            the strategy; 0.6 where the strategy takes none), ``fill`` (``DEFAULT_FILL``) and
+            ``patch_size`` (``DEFAULT_PATCH_SIZE``).
+    """
+    if isinstance(spec, str):
+        parts = spec.split(":")
+        if len(parts) > 3 or not parts[0]:
+            raise ValueError(f"A mask is STRATEGY[:RATIO[:FILL]]; got {spec!r}.")
+        try:
+            ratio = [float(parts[1])] if len(parts) > 1 else []
+        except ValueError:
+            raise ValueError(f"The ratio of mask {spec!r} is not a number.") from None
+        spec = dict(zip(("strategy", "ratio", "fill"), [parts[0], *ratio, *parts[2:]], strict=False))
+    if not isinstance(spec, Mapping):
+        raise TypeError(
+            "A mask is a 'STRATEGY[:RATIO[:FILL]]' string or a mapping with keys "
+            f"{MASK_KEYS}; got {type(spec).__name__}."
+        )
+    unknown = sorted(set(spec) - set(MASK_KEYS))
+    if unknown:
+        raise ValueError(f"Unknown 'mask' keys {unknown}; valid keys: {MASK_KEYS}.")
+    strategy = spec.get("strategy")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"The 'mask' strategy must be one of {STRATEGIES}; got {strategy!r}.")
+    fill = spec.get("fill", DEFAULT_FILL)
+    if fill not in FILLS:
+        raise ValueError(f"The 'mask' fill must be one of {FILLS}; got {fill!r}.")
+    ratio = float(spec.get("ratio", DEFAULT_RATIOS.get(strategy, DEFAULT_RATIOS["patches"])))
+    _check_ratio(ratio)
+    patch_size = int(spec.get("patch_size", DEFAULT_PATCH_SIZE))
+    return {"strategy": strategy, "ratio": ratio, "fill": fill, "patch_size": patch_size}
 
 
 def fovea_radius(height: int, width: int, ratio: float) -> int:
@@ -68,7 +114,7 @@ def periphery_mask(
     n: int,
     height: int,
     width: int,
-    ratio: float = 0.8,
+    ratio: float = DEFAULT_RATIOS["periphery"],
     fixations: torch.Tensor | None = None,
     device=None,
 ) -> torch.Tensor:
@@ -93,7 +139,7 @@ def centre_mask(
     n: int,
     height: int,
     width: int,
-    ratio: float = 0.2,
+    ratio: float = DEFAULT_RATIOS["centre"],
     fixations: torch.Tensor | None = None,
     device=None,
 ) -> torch.Tensor:
@@ -105,8 +151,8 @@ def patch_mask(
     n: int,
     height: int,
     width: int,
-    ratio: float = 0.6,
-    patch_size: int = 8,
+    ratio: float = DEFAULT_RATIOS["patches"],
+    patch_size: int = DEFAULT_PATCH_SIZE,
     generator: torch.Generator | None = None,
     device=None,
 ) -> torch.Tensor:
@@ -137,7 +183,7 @@ def make_mask(
     width: int,
     ratio: float,
     *,
-    patch_size: int = 8,
+    patch_size: int = DEFAULT_PATCH_SIZE,
     fixations: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     device=None,
@@ -167,7 +213,7 @@ def make_mask(
 
 def fill_values(
     images: torch.Tensor,
-    fill: str = "mean",
+    fill: str = DEFAULT_FILL,
     generator: torch.Generator | None = None,
     blur_kernel: int = 33,
     blur_sigma: float = 100.0,
@@ -198,7 +244,7 @@ def fill_values(
 def apply_mask(
     images: torch.Tensor,
     mask: torch.Tensor,
-    fill: str = "mean",
+    fill: str = DEFAULT_FILL,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The masked view: ``images`` where visible, ``fill_values`` where ``mask`` is True."""

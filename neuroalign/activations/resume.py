@@ -30,7 +30,7 @@ def reopen(
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(
             f"Cannot resume: the unfinished file {partial} cannot be opened ({err}); it was "
-            "probably cut off in the middle of a write. Delete it and run without resume."
+            "probably cut off in the middle of a write. Run with --overwrite (overwrite=True) to start afresh."
         ) from err
     try:
         stored = {k: f.attrs[k] for k in f.attrs}

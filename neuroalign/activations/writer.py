@@ -175,7 +175,7 @@ class ActivationWriter:
             raise ValueError(
                 f"Cannot resume {self.partial_path}: it was written with other settings ("
                 + "; ".join(differ)
-                + "). Delete it or run without resume."
+                + "). Run with --overwrite (overwrite=True) to start afresh."
             )
 
     @property

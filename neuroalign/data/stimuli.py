@@ -70,7 +70,7 @@ class StimulusSet:
                 return im.convert("RGB")
         except (OSError, ValueError) as err:
             raise ValueError(
-                f"Cannot read stimulus {self.stimulus_id[i]!r} from {path}: {err}"
+                f"Cannot read stimulus {str(self.stimulus_id[i])!r} from {path}: {err}"
             ) from err
 
     def subset(self, index) -> StimulusSet:

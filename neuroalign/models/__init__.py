@@ -11,6 +11,7 @@ import difflib
 import fnmatch
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from neuroalign.models import conv_mae as _conv_mae
@@ -39,8 +40,25 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model, ``torchvision/<name>`` or ``timm/<name>``."""
+def create_model(name: str, seed: int | None = None, **kwargs) -> nn.Module:
+    """Build a registered model, ``torchvision/<name>`` or ``timm/<name>``.
+
+    Args:
+        name: a registered name, ``torchvision/<name>`` or ``timm/<name>``.
+        seed: seed of the random initial weights: the model is built under
+            ``torch.manual_seed(seed)`` inside ``torch.random.fork_rng``, so the same seed gives
+            the same weights and the global random state is left as it was. None: the global
+            random state, as it stands.
+        **kwargs: the model factory's own arguments.
+    """
+    if seed is None:
+        return _build(name, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(name, **kwargs)
+
+
+def _build(name: str, **kwargs) -> nn.Module:
     if name.startswith("timm/"):
         return _timm_model(name.split("/", 1)[1], **kwargs)
     if name.startswith("torchvision/"):

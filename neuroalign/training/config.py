@@ -13,7 +13,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from neuroalign.fixations import STARTS
-from neuroalign.masking import FILLS, STRATEGIES
+from neuroalign.masking import DEFAULT_FILL, DEFAULT_RATIOS, FILLS, STRATEGIES
 from neuroalign.views import FIXATIONS, LOSS_REGIONS, TARGETS
 
 DATASETS = ("cifar10", "stl10", "folder")
@@ -40,9 +40,9 @@ class PretrainConfig:
     max_images: int = 0  # 0 = all
     # what the network sees (neuroalign.views; defaults = FocusMIM's periphery condition)
     masking: str = "periphery"  # "periphery" | "centre" | "patches" | "fovea" | "none"
-    mask_ratio: float = 0.8
+    mask_ratio: float = DEFAULT_RATIOS["periphery"]
     patch_size: int = 4
-    fill: str = "mean"  # "mean" | "grey" | "noise" | "blur"
+    fill: str = DEFAULT_FILL  # "mean" | "grey" | "noise" | "blur"
     fixation: str = "centre"  # "centre" | "uniform" | "saliency" | "saccades"
     n_fixations: int = 2  # fixations per scanpath when fixation = "saccades"
     saccade_amplitude: float = 0.25  # saccade length as a fraction of the image side

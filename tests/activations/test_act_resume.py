@@ -149,10 +149,12 @@ def test_resume_with_other_settings_is_an_error(tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(.*n_components: file 5, now 4"):
         extract(make_model(), make_stimuli(), LAYERS, out, resume=True,
                 **{**OPTIONS, "n_components": 4})
-    with pytest.raises(ValueError, match=r"holds the layers \['0', '2', '4'\].*\['0', '2'\]"):
+    with pytest.raises(ValueError, match=r"other settings \(layers: file \['0', '2', '4'\], now \['0', '2'\]\)"):
         extract(make_model(), make_stimuli(), ["0", "2"], out, resume=True, **OPTIONS)
-    # without resume the partial file is simply replaced
-    path = extract(make_model(), make_stimuli(), ["0"], out, **OPTIONS)
+    # without resume the partial file is an error; with overwrite it is discarded
+    with pytest.raises(FileExistsError, match=r"acts\.nc\.partial .*--resume.*--overwrite"):
+        extract(make_model(), make_stimuli(), ["0"], out, **OPTIONS)
+    path = extract(make_model(), make_stimuli(), ["0"], out, overwrite=True, **OPTIONS)
     with netCDF4.Dataset(path) as ds:
         assert ds.getncattr("layers") == "0"
 
@@ -161,7 +163,7 @@ def test_damaged_partial_file_is_a_clear_error(tmp_path):
     out = interrupted(tmp_path)
     data = partial_path(out).read_bytes()
     partial_path(out).write_bytes(data[: len(data) // 3])
-    with pytest.raises(ValueError, match=r"cannot be opened.*Delete it"):
+    with pytest.raises(ValueError, match=r"cannot be opened.*--overwrite"):
         extract(make_model(), make_stimuli(), LAYERS, out, resume=True, **OPTIONS)
 
 
@@ -193,6 +195,9 @@ def test_cli_extract_options_and_resume(tmp_path, capsys):
         assert ds["encoder/blocks/0/activation"].shape == (6, 5)
         assert not ds["encoder/blocks/0/activation"].filters()["zlib"]
     before = out.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 2  # neither --resume nor --overwrite
+    assert "acts.nc exists: --resume" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0  # finished, same settings: kept as it is
     assert out.stat().st_mtime_ns == before
     capsys.readouterr()
@@ -212,3 +217,17 @@ def test_resume_with_another_batch_size(tmp_path, reference):
     assert ours.pop("ids") == ref.pop("ids")
     for key in ours:  # the linear layer's sums round differently in batches of 5
         np.testing.assert_allclose(ours[key], ref[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_existing_output_needs_resume_or_overwrite(tmp_path, reference, capsys):
+    out = tmp_path / "acts.nc"
+    out.write_bytes(reference.read_bytes())
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError, match=r"acts\.nc exists: --resume .* --overwrite"):
+        extract(make_model(), make_stimuli(), LAYERS, out, **OPTIONS)
+    with pytest.raises(ValueError, match="exclude each other"):
+        extract(make_model(), make_stimuli(), LAYERS, out, resume=True, overwrite=True, **OPTIONS)
+    assert out.read_bytes() == before
+    extract(make_model(), make_stimuli(), ["0"], out, overwrite=True, **OPTIONS)
+    with netCDF4.Dataset(out) as ds:
+        assert ds.getncattr("layers") == "0"

@@ -1,0 +1,224 @@
+"""The forward pass: hooks recording the chosen modules' outputs, checks of what they recorded,
+and the reductions applied to them (one batch in, arrays out)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from neuroalign.extraction.reductions import pool, select_tokens
+
+__all__ = ["Recorder", "Runner", "check_output_element", "pick_element"]
+
+
+def check_output_element(output_element, names: Sequence[str]) -> dict:
+    """The ``output_element`` option checked: {layer: int index or str key}, layers among
+    ``names``."""
+    if output_element is None:
+        return {}
+    if not isinstance(output_element, Mapping):
+        raise TypeError(
+            "'output_element' must map layer names to an index or a key; got "
+            f"{type(output_element).__name__}."
+        )
+    unknown = sorted(set(output_element) - set(names))
+    if unknown:
+        raise ValueError(f"'output_element' names layers not extracted: {unknown}.")
+    for layer, key in output_element.items():
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise TypeError(
+                f"'output_element' of layer {layer!r} must be an int index or a str key; got "
+                f"{key!r}."
+            )
+    return dict(output_element)
+
+
+def pick_element(name: str, output, key: int | str | None):
+    """The element of a module's output to record: ``output[key]`` of a tuple, list or
+    mapping (a tuple's or list's element 0 when ``key`` is None); a tensor as it is."""
+    if isinstance(output, torch.Tensor):
+        return output
+    how = f"output_element={{{name!r}: ...}} (--output-element {name}=KEY)"
+    if isinstance(output, Mapping):
+        if key is None or key not in output:
+            given = "" if key is None else f" has no key {key!r};"
+            raise ValueError(
+                f"Layer {name!r} returns a {type(output).__name__}{given} with the keys "
+                f"{list(output)}; choose one with {how}."
+            )
+        return output[key]
+    if isinstance(output, (tuple, list)):
+        key = 0 if key is None else key
+        if not isinstance(key, int) or not -len(output) <= key < len(output):
+            raise ValueError(
+                f"Layer {name!r} returns a {type(output).__name__} of {len(output)} elements; "
+                f"{key!r} is not an index of it (set it with {how})."
+            )
+        return output[key]
+    return output
+
+
+class Recorder:
+    """Forward hooks that keep a pooled copy of each chosen module's latest output.
+
+    The copy is taken when the module returns, so a later in-place operation (an in-place
+    ReLU after a conv) cannot change it. Copies go into buffers allocated on the first batch
+    and reused for every later one, so no batch allocates its activations anew (fresh
+    allocations of the same sizes fragment the heap, and the process grows batch by batch).
+    With ``slots=2`` two sets of buffers alternate, batch by batch, so one batch can be
+    written while the next one runs.
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[str], pooling=None, slots: int = 1,
+                 output_element: Mapping[str, int | str] | None = None):
+        modules = dict(model.named_modules())
+        self.pooling = pooling
+        self.output_element = dict(output_element or {})
+        # layer -> the element kept of a tuple, list or dict output (str of index or key)
+        self.elements: dict[str, str] = {}
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.calls: dict[str, int] = {}
+        self._buffers: list[dict[str, torch.Tensor]] = [{} for _ in range(slots)]
+        self._slot = 0
+        self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in layers]
+
+    def _hook(self, name: str):
+        def hook(module, inputs, output):
+            if not isinstance(output, torch.Tensor):
+                key = self.output_element.get(name)
+                output = pick_element(name, output, key)
+                self.elements[name] = str(0 if key is None else key)
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(
+                    f"Layer {name!r} returned {type(output).__name__}, not a tensor (or a tuple, "
+                    "list or dict holding one); choose another layer."
+                )
+            self.outputs[name] = self._keep(name, pool(output, self.pooling))
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+        return hook
+
+    def _keep(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        buffers = self._buffers[self._slot]
+        buffer = buffers.get(name)
+        if (
+            buffer is None
+            or buffer.shape[1:] != x.shape[1:]
+            or len(buffer) < len(x)
+            or buffer.dtype != x.dtype
+            or buffer.device != x.device
+        ):
+            buffer = buffers[name] = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        kept = buffer[: len(x)]
+        kept.copy_(x)
+        return kept
+
+    def start_batch(self) -> None:
+        """Forget the last outputs; this batch's copies go to the next set of buffers."""
+        self.outputs.clear()
+        self.calls.clear()
+        self._slot = (self._slot + 1) % len(self._buffers)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self.outputs.clear()
+        self._buffers = [{} for _ in self._buffers]
+
+
+def _layer_outputs(recorder: Recorder, names: list[str], lenient: bool, warned: set[tuple]):
+    """The recorded outputs of one forward pass, checked.
+
+    Returns:
+        (names, outputs): the layers kept (``lenient`` drops layers that did not run,
+        with a warning) and layer -> (b, ...) tensors on the model's device.
+    """
+    missing = [name for name in names if name not in recorder.outputs]
+    if missing and lenient and len(missing) < len(names):
+        warnings.warn(
+            f"Leaf modules {missing} did not run in the forward pass and are left out.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        names = [name for name in names if name not in missing]
+    elif missing:
+        raise ValueError(
+            f"Layers {missing} did not run in the model's forward pass; choose modules that "
+            "forward() calls."
+        )
+    repeated = [n for n in names if recorder.calls[n] > 1 and ("calls", n) not in warned]
+    if repeated:  # shared modules (a ReLU used twice): one warning naming them all
+        warned.update(("calls", n) for n in repeated)
+        counts = ", ".join(f"{name} ({recorder.calls[name]}x)" for name in repeated)
+        warnings.warn(
+            f"Modules that ran several times in one forward pass keep their last output: "
+            f"{counts}.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    chosen = recorder.output_element
+    defaulted = [n for n in names
+                 if n in recorder.elements and n not in chosen and ("element", n) not in warned]
+    if defaulted:
+        warned.update(("element", n) for n in defaulted)
+        warnings.warn(
+            f"Layers {defaulted} return a tuple or list; element 0 of each is kept (choose "
+            "another with output_element={layer: index}, --output-element LAYER=INDEX).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return names, {name: recorder.outputs[name] for name in names}
+
+
+class Runner:
+    """The model with its hooks and the per-layer options: one batch in, arrays out."""
+
+    def __init__(self, model, names, lenient, pooling, tokens, device, slots=1,
+                 output_element=None):
+        self.model, self.names, self.lenient = model, names, lenient
+        self.tokens, self.device = tokens, device
+        self.recorder = Recorder(model, names, pooling, slots, output_element)
+        self.warned: set[tuple] = set()  # (kind, layer) already warned about
+        self.projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Layer -> (b, ...) outputs after token choice and pooling, on the device.
+
+        The outputs live in the recorder's buffers: they stay valid until the batch after
+        next (two slots) or the next one (one slot)."""
+        self.recorder.start_batch()
+        with torch.inference_mode():
+            self.model(x.to(self.device, non_blocking=True))
+            names, outputs = _layer_outputs(self.recorder, self.names, self.lenient, self.warned)
+        self.names, self.lenient = names, False
+        return {name: select_tokens(out, self.tokens) for name, out in outputs.items()}
+
+    def set_projection(self, layer: str, matrix: np.ndarray, mean: np.ndarray | None) -> None:
+        self.projections[layer] = (
+            torch.as_tensor(matrix, device=self.device),
+            None if mean is None else torch.as_tensor(mean, device=self.device),
+        )
+
+    def arrays(self, features: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Projected (where asked) float32 CPU arrays."""
+        out = {}
+        for name, values in features.items():
+            if name in self.projections:
+                matrix, mean = self.projections[name]
+                flat = values.reshape(len(values), -1).float()
+                if flat.shape[1] != matrix.shape[0]:
+                    raise ValueError(
+                        f"Layer {name!r} has {flat.shape[1]} units but its stored projection "
+                        f"expects {matrix.shape[0]}."
+                    )
+                with torch.inference_mode():
+                    values = (flat - mean if mean is not None else flat) @ matrix
+            out[name] = values.to("cpu", torch.float32).numpy()
+        return out
+
+    def close(self) -> None:
+        self.recorder.remove()

@@ -1,0 +1,170 @@
+"""The batch loop: load batch i+1 | forward batch i | write batch i-1, overlapped in threads
+(on an accelerator) or in turn, with the memory of each written batch handed back to the OS."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from neuroalign.activations import ActivationWriter
+from neuroalign.extraction.reductions import fit_pca, random_projection
+from neuroalign.extraction.sources import load_batch
+
+__all__ = ["batch_indices", "fit_pca_projections", "run_batches"]
+
+
+def batch_indices(start: int, stop: int, batch_size: int) -> list[np.ndarray]:
+    return [np.arange(s, min(s + batch_size, stop)) for s in range(start, stop, batch_size)]
+
+
+def fit_pca_projections(runner, fit_source, transform, mask_fn, batch_size, k):
+    """First pass over the fit stimuli: layer -> (components, mean, explained variance)."""
+    collected: dict[str, list[np.ndarray]] = {}
+    for index in batch_indices(0, len(fit_source), batch_size):
+        x, _ = load_batch(fit_source, index, transform, mask_fn)
+        for name, values in runner.features(x).items():
+            collected.setdefault(name, []).append(  # a copy: the buffers are reused
+                values.reshape(len(values), -1).to("cpu", torch.float32).numpy().copy()
+            )
+    fitted = {}
+    for name, parts in collected.items():
+        if parts[0].shape[1] <= k:
+            continue  # stored as it is (see _layer_options)
+        try:
+            mean, components, variance = fit_pca(np.concatenate(parts), k)
+        except ValueError as err:
+            raise ValueError(f"Layer {name!r}: {err}") from err
+        fitted[name] = (components, mean, variance)
+    return fitted
+
+
+
+def _warn_unprojected(name: str, units: int, k: int) -> None:
+    warnings.warn(
+        f"Layer {name!r} has {units} units, not more than n_components={k}: it is stored "
+        "without projection (its group's 'projection' attribute says 'none').",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
+def _layer_options(features, runner, writer, projection, k, seed) -> None:
+    """On the first batch of a new file: random projections and per-layer provenance."""
+    for name, values in features.items():
+        shape = tuple(values.shape[1:])
+        axes = {4: "channel y x", 3: "token feature", 2: "feature"}[values.ndim]
+        layer_attrs = {}
+        if projection is not None:
+            units = math.prod(shape)
+            layer_attrs = {
+                "projection": projection,
+                "source_shape": "x".join(map(str, shape)),
+                "source_axes": axes,
+            }
+            if units <= k:
+                _warn_unprojected(name, units, k)
+                layer_attrs["projection"] = "none"
+            elif projection == "random" and name not in runner.projections:
+                matrix = random_projection(units, k, seed, name)
+                runner.set_projection(name, matrix, None)
+                writer.layer_data[name] = {"projection": (("unit", "feature"), matrix)}
+        if name in runner.recorder.elements:  # the module returned a tuple, list or dict
+            layer_attrs["output_element"] = runner.recorder.elements[name]
+        if layer_attrs:
+            writer.layer_attrs[name] = layer_attrs
+
+
+def _write(writer: ActivationWriter, holder: list, ids, coords) -> None:
+    """Write the batch in ``holder`` (its only reference), so the writer can free each layer
+    as soon as it is on disk."""
+    writer.write_batch(holder.pop(), ids, coords)
+    _release_freed_memory()
+
+
+def _load_malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by the last batch back to the OS (glibc keeps freed blocks in its
+    arenas otherwise, and the process's resident size creeps up batch after batch)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+class _InlineExecutor:
+    """An executor that runs each task at once, in the calling thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as err:  # re-raised by result(), as from a thread
+            future.set_exception(err)
+        return future
+
+
+def _executor(overlap: bool, name: str):
+    return ThreadPoolExecutor(1, thread_name_prefix=name) if overlap else _InlineExecutor()
+
+
+def run_batches(runner, writer, source, start, batch_size, transform, mask_fn, first,
+                 projection, k, seed, bar, overlap) -> None:
+    """The batch loop: load i+1 | forward i | write i-1, overlapped in threads or in turn."""
+    todo = batch_indices(start, len(source), batch_size)
+    if not todo:
+        return
+    with _executor(overlap, "neuroalign-load") as loader, _executor(
+        overlap, "neuroalign-write"
+    ) as write_pool:
+        if start == 0:
+            future = loader.submit(lambda: first)
+        else:
+            future = loader.submit(load_batch, source, todo[0], transform, mask_fn)
+        pending = None
+        try:
+            for i, index in enumerate(todo):
+                x, coords = future.result()
+                if i + 1 < len(todo):
+                    future = loader.submit(load_batch, source, todo[i + 1], transform, mask_fn)
+                features = runner.features(x)
+                del x
+                if writer.n_written == 0 and pending is None:
+                    _layer_options(features, runner, writer, projection, k, seed)
+                arrays = runner.arrays(features)
+                del features
+                if pending is not None:
+                    pending.result()  # at most one batch waits for the writer
+                    bar.update(pending.size)
+                pending = write_pool.submit(_write, writer, [arrays], source.stimulus_id[index],
+                                            coords)
+                pending.size = len(index)
+                del arrays
+            pending.result()
+            bar.update(pending.size)
+        except BaseException:
+            future.cancel()
+            if pending is not None:
+                try:  # the batch before is good: let its write finish before the file closes
+                    pending.result()
+                except BaseException:
+                    pass
+            raise
