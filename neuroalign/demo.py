@@ -69,7 +69,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, progress: bo
 
     say("[1/4] pretraining (periphery masking, ratio 0.8, mean-colour fill, loss on hidden pixels)")
     config = demo_config(settings)
-    checkpoint = pretrain(config, out / "pretrain", progress=progress)
+    checkpoint = pretrain(config, out / "pretrain", overwrite=True, progress=progress)
 
     say("[2/4] extracting encoder activations")
     device = resolve_device(settings.device)

@@ -19,6 +19,7 @@ import csv
 import dataclasses
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,9 @@ __all__ = [
     "step_generator",
     "step_seed",
 ]
+
+#: The checkpoint's file name in a run folder.
+CHECKPOINT_NAME = "checkpoint.pt"
 
 #: Settings that may change when a run is resumed (they do not change what is computed, or
 #: only its speed / float rounding).
@@ -176,35 +180,46 @@ class _TrainingLoss(nn.Module):
 
 def pretrain(
     config: PretrainConfig,
-    out_dir: str | Path,
+    out: str | Path,
     *,
     images: torch.Tensor | None = None,
-    resume: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
 ) -> Path:
     """Train ``config.model`` by masked-image modeling; returns the final checkpoint's path.
 
-    Writes into ``out_dir`` (the process of rank 0 only): ``checkpoint.pt`` (latest,
+    Writes into the folder ``out`` (the process of rank 0 only): ``checkpoint.pt`` (latest,
     resumable) and ``log.csv`` (see :mod:`neuroalign.training.log`: loss, learning rate,
-    latent decorrelation L, throughput). With ``resume`` an existing checkpoint in ``out_dir``
-    is continued. ``stop_at`` ends the run early at that step (with a checkpoint), as an
-    interruption would. Under ``torchrun`` every process calls this function; see the
-    module docstring.
+    latent decorrelation L, throughput). A folder that already holds a checkpoint is an error
+    unless ``resume`` (continue it) or ``overwrite`` (start afresh). ``stop_at`` ends the run
+    early at that step (with a checkpoint), as an interruption would. Under ``torchrun`` every
+    process calls this function; see the module docstring.
 
     Args:
         config: the run's settings.
-        out_dir: the run folder (created).
+        out: the run folder (created).
         images: (N, 3, H, W) uint8 training images, or (N, 4, H, W) with a foreground map as
             the fourth channel; loaded from ``config.dataset`` when None.
-        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        resume: continue from ``out/checkpoint.pt`` when it exists (same settings required,
+            see ``RESUMABLE_CHANGES``); without one, start afresh.
+        overwrite: start afresh even if ``out`` holds a checkpoint (it is deleted first).
         progress: print the settings and show a progress bar.
         stop_at: stop after this many steps in all (≤ ``config.steps``).
     """
-    out_dir = Path(out_dir)
+    out = Path(out)
+    ckpt_path = out / CHECKPOINT_NAME
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: continue a run, or replace it")
+    if ckpt_path.exists() and not (resume or overwrite):
+        raise ValueError(
+            f"{ckpt_path} exists (a run of this folder): --resume (resume=True) continues it, "
+            "--overwrite (overwrite=True) starts afresh."
+        )
     info = distributed.setup(config.device, config.dist_backend)
     try:
-        return _pretrain(config, out_dir, info, images, resume, progress and info.is_main, stop_at)
+        return _pretrain(config, out, info, images, resume, progress and info.is_main, stop_at)
     finally:
         distributed.teardown(info)
 
@@ -212,8 +227,11 @@ def pretrain(
 def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
     device = info.device
     share = distributed.rank_slice(config.batch_size, info)
+    ckpt_path = out_dir / CHECKPOINT_NAME
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:  # overwrite (checked in pretrain): the old run must not be resumed later
+            ckpt_path.unlink(missing_ok=True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest conv kernels
     torch.manual_seed(config.seed)  # model initialisation
@@ -222,7 +240,6 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
 
-    ckpt_path = out_dir / "checkpoint.pt"
     start = 0
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
@@ -230,7 +247,7 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
         if changed:
             raise ValueError(
                 f"{ckpt_path} was written with other settings ({', '.join(changed)}); use another "
-                "output folder, or resume=False (--no-resume) to start afresh."
+                "output folder, or overwrite=True (--overwrite) to start afresh."
             )
         model.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
@@ -263,7 +280,7 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
     bar = tqdm(range(start, end), desc="pretrain", disable=not progress, initial=start,
                total=config.steps, dynamic_ncols=True)
     running_loss = torch.zeros((), device=device, dtype=torch.float64)
-    n_running, last_decorrelation = 0, float("nan")
+    n_running, last_decorrelation, warned = 0, float("nan"), False
     tick = t0 = time.perf_counter()
     model.train()
     log_file = log_path.open("a", newline="") if info.is_main else None
@@ -295,7 +312,11 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
             n_running += 1
             done = step + 1
             if config.decorrelation_every and step % config.decorrelation_every == 0:
-                last_decorrelation = _decorrelation(latent, info)
+                last_decorrelation, why = _decorrelation(latent, info)
+                if why and not warned and info.is_main:  # once a run: the NaNs in the log say the rest
+                    warnings.warn(f"{log_path}: decorrelation logged as NaN from step {step} "
+                                  f"on: {why}", RuntimeWarning, stacklevel=3)
+                    warned = True
             if done == end or (config.log_every and done % config.log_every == 0):
                 mean_loss = distributed.mean_over_ranks(running_loss, info).item() / n_running
                 now = time.perf_counter()
@@ -321,18 +342,26 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
     return ckpt_path
 
 
-def _decorrelation(latent: torch.Tensor, info) -> float:
-    """FocusMIM's L of the latent of the whole (global) batch, through the n×n Gram matrix."""
+def _decorrelation(latent: torch.Tensor, info) -> tuple[float, str]:
+    """FocusMIM's L of the latent of the whole (global) batch, through the n×n Gram matrix,
+    over the units that vary (``units="varying"``; see ``neuroalign.analysis.decorrelation``).
+
+    Returns (L, why L is NaN: "" when it is not, or on ranks other than 0, which log nothing).
+    """
     if not isinstance(latent, torch.Tensor) or latent.ndim < 2:
-        return float("nan")  # a model that returns no latent batch
+        got = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
+        return float("nan"), f"the model's training_loss returns no latent batch (got {got})"
     with torch.no_grad():
         z = distributed.gather_rows(latent.detach().flatten(1).float(), info)
         if not info.is_main:
-            return float("nan")
+            return float("nan"), ""
         try:
-            return decorrelation_torch(z).item()
-        except ValueError:  # every unit constant over the batch (e.g. all ReLUs dead)
-            return float("nan")
+            value = decorrelation_torch(z).item()
+        except ValueError as err:  # e.g. every unit constant over the batch (all ReLUs dead)
+            return float("nan"), str(err)
+    if not math.isfinite(value):
+        return value, "the latent holds NaN or infinite values"
+    return value, ""
 
 
 def _training_images(images, config: PretrainConfig, progress: bool) -> torch.Tensor:

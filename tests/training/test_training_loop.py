@@ -94,14 +94,66 @@ def test_one_seed_decides_everything(tmp_path):
 def test_resume_rules(tmp_path):
     images = smooth_images()
     pretrain(config(), tmp_path, images=images, progress=False, stop_at=2)
-    with pytest.raises(ValueError, match=r"lr: 0\.003 → 0\.01"):
-        pretrain(config(lr=1e-2), tmp_path, images=images, progress=False)
+    with pytest.raises(ValueError, match=r"lr: 0\.003 → 0\.01.*--overwrite"):
+        pretrain(config(lr=1e-2), tmp_path, images=images, progress=False, resume=True)
     # hardware and logging settings may change; a constant schedule may be extended
     path = pretrain(config(log_every=3, steps=8, channels_last=True), tmp_path, images=images,
-                    progress=False)
+                    progress=False, resume=True)
     assert load_checkpoint(path)["step"] == 8
     with pytest.raises(ValueError, match="steps"):
-        pretrain(config(steps=12, cosine_schedule=True), tmp_path, images=images, progress=False)
+        pretrain(config(steps=12, cosine_schedule=True), tmp_path, images=images, progress=False,
+                 resume=True)
+
+
+def test_a_folder_with_a_checkpoint_needs_resume_or_overwrite(tmp_path):
+    images = smooth_images()
+    first = weights(pretrain(config(), tmp_path, images=images, progress=False, stop_at=2))
+    with pytest.raises(ValueError) as err:
+        pretrain(config(), tmp_path, images=images, progress=False)
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path / "checkpoint.pt") in message
+    assert "--resume" in message and "--overwrite" in message
+    assert weights(tmp_path / "checkpoint.pt").keys() == first.keys()  # left as it was
+    with pytest.raises(ValueError, match="exclude each other"):
+        pretrain(config(), tmp_path, images=images, progress=False, resume=True, overwrite=True)
+    # overwrite: a fresh run, whatever the folder held (other settings too), equal to one
+    # in an empty folder
+    replaced = pretrain(config(lr=1e-2), tmp_path, images=images, progress=False, overwrite=True)
+    fresh = pretrain(config(lr=1e-2), tmp_path / "fresh", images=images, progress=False)
+    assert load_checkpoint(replaced)["step"] == 6
+    a, b = weights(replaced), weights(fresh)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_log(tmp_path / "log.csv")["step"].values.tolist() == [2, 4, 6]
+    # resume without a checkpoint starts afresh
+    path = pretrain(config(), tmp_path / "new", images=images, progress=False, resume=True)
+    assert load_checkpoint(path)["step"] == 6
+
+
+class _DeadLatent(torch.nn.Module):
+    """A model whose latent never varies (every unit constant, as all-dead ReLUs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def training_loss(self, batch):
+        loss = ((batch.inputs * self.w - batch.target) ** 2).mean()
+        return loss, torch.zeros(len(batch.inputs), 4) * self.w
+
+
+def test_decorrelation_error_is_logged_as_nan_with_one_warning(tmp_path, monkeypatch):
+    from neuroalign.training import trainer
+
+    monkeypatch.setattr(trainer, "create_model", lambda name, **kw: _DeadLatent())
+    with pytest.warns(RuntimeWarning) as caught:
+        pretrain(config(steps=6, decorrelation_every=1), tmp_path, images=smooth_images(),
+                 progress=False)
+    ours = [w for w in caught if "decorrelation" in str(w.message)]
+    assert len(ours) == 1  # once a run, not once a step
+    message = str(ours[0].message)
+    assert "NaN from step 0" in message and "constant" in message and "log.csv" in message
+    log = read_log(tmp_path / "log.csv")
+    assert np.isnan(log["decorrelation"].values).all() and np.isfinite(log["loss"].values).all()
 
 
 def test_channels_last_and_bf16_autocast_train(tmp_path):
