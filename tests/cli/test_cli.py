@@ -16,6 +16,11 @@ import neuroalign
 from neuroalign.cli import build_parser, main
 from neuroalign.training import load_checkpoint
 
+#: The real data the demo reads (its tests skip, naming the missing ones, without them).
+DEMO_DATA = pytest.mark.shared_data(
+    "cifar10_jpeg.tar.gz", "kriegeskorte92/Kriegeskorte_Neuron2008_supplementalData.mat",
+    "kriegeskorte92/92_brainRDMs.mat",
+)
 SUBCOMMANDS = ["demo", "pretrain", "extract", "layers", "decorrelation", "probe", "rsa",
                "compare-models", "partition"]
 
@@ -98,6 +103,7 @@ def demo_run(tmp_path_factory, shared_data):
     return out
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_demo_writes_every_file(demo_run):
     for name in ["pretrain/checkpoint.pt", "pretrain/log.csv", "activations_kriegeskorte92.nc",
@@ -106,6 +112,7 @@ def test_demo_writes_every_file(demo_run):
     assert not list(demo_run.rglob("*.partial"))
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_demo_activation_file_opens_with_plain_netcdf4(demo_run):
     with netCDF4.Dataset(demo_run / "activations_kriegeskorte92.nc") as ds:
@@ -119,6 +126,7 @@ def test_demo_activation_file_opens_with_plain_netcdf4(demo_run):
         assert tree["encoder/blocks/0"]["activation"].shape == (92, 32, 16, 16)
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_demo_numbers_recomputed_independently(demo_run, shared_data):
     """The demo's RSA and decorrelation, recomputed with rsatoolbox and numpy from the file."""
@@ -184,6 +192,7 @@ def test_reading_activations_needs_no_torch(tmp_path):
     assert "(2, 3)" in out.stdout
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_rsa_subcommand_with_bootstrap_and_layer_tests(demo_run, tmp_path, capsys):
     acts = demo_run / "activations_kriegeskorte92.nc"
@@ -202,6 +211,7 @@ def test_rsa_subcommand_with_bootstrap_and_layer_tests(demo_run, tmp_path, capsy
     assert (tmp_path / "rsa.png").is_file()
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_compare_models_cka_and_rsa(demo_run, tmp_path):
     acts = demo_run / "activations_kriegeskorte92.nc"
@@ -222,6 +232,7 @@ def test_compare_models_cka_and_rsa(demo_run, tmp_path):
     assert np.allclose(np.diag(rsa[list(rsa.data_vars)[0]].values), 1.0)
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_partition_parts_sum_to_total(demo_run, tmp_path):
     acts = demo_run / "activations_kriegeskorte92.nc"

@@ -9,15 +9,6 @@ from neuroalign.training import PretrainConfig, load_checkpoint, load_config, lo
 from neuroalign.training.trainer import batch_indices, prepare_batch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: small convolutions on a busy 2-core machine run several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def smooth_images(n=256, size=32, seed=0):
     """Images with structure a small autoencoder can learn: smoothed noise."""
     g = torch.Generator().manual_seed(seed)

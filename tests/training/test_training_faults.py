@@ -14,6 +14,7 @@ from neuroalign.training import PretrainConfig, load_checkpoint, pretrain
 
 STEPS = 14
 
+# The killed child runs on one torch thread, as the runs compared with it (tests/conftest.py).
 # Runs pretrain in a fresh process and SIGKILLs it at step k: either as step k's batch is built
 # (between optimiser steps) or while it writes the checkpoint after step k (the temporary file
 # half written), as a machine losing power would.
@@ -64,15 +65,6 @@ def setup():
                             horizontal_flip=True, log_every=1, decorrelation_every=2,
                             checkpoint_every=3, device="cpu")
     return images.to(torch.uint8), config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The killed child runs on one thread; so do the runs compared with it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,6 @@ def config(**kw):
     return PretrainConfig(**base)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: small convolutions on a busy 2-core machine run several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def weights(path):
     return load_checkpoint(path)["model_state"]
 
