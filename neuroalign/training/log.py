@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["LOG_FIELDS", "format_row", "plot_log", "read_log", "start_log"]
+
 LOG_FIELDS = ("step", "loss", "lr", "decorrelation", "images_per_s", "elapsed_s")
 
 

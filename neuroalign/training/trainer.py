@@ -32,7 +32,7 @@ from neuroalign.models import create_model
 from neuroalign.objectives import MIMBatch
 from neuroalign.training import augment, distributed
 from neuroalign.training.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
-from neuroalign.training.config import PretrainConfig
+from neuroalign.training.config import PretrainConfig, resume_conflicts
 from neuroalign.training.distributed import resolve_device
 from neuroalign.training.log import LOG_FIELDS, format_row, start_log
 from neuroalign.views import make_view, needs_foreground
@@ -54,14 +54,6 @@ __all__ = [
 
 #: The checkpoint's file name in a run folder.
 CHECKPOINT_NAME = "checkpoint.pt"
-
-#: Settings that may change when a run is resumed (they do not change what is computed, or
-#: only its speed / float rounding).
-RESUMABLE_CHANGES = frozenset({
-    "device", "amp", "channels_last", "compile", "pin_memory", "dist_backend",
-    "log_every", "decorrelation_every", "checkpoint_every",
-})
-
 
 def step_seed(seed: int, step: int) -> int:
     """The integer seed of every random choice at ``step`` of a run seeded with ``seed``."""
@@ -203,7 +195,7 @@ def pretrain(
         images: (N, 3, H, W) uint8 training images, or (N, 4, H, W) with a foreground map as
             the fourth channel; loaded from ``config.dataset`` when None.
         resume: continue from ``out/checkpoint.pt`` when it exists (same settings required,
-            see ``RESUMABLE_CHANGES``); without one, start afresh.
+            see ``config.RESUMABLE_CHANGES``); without one, start afresh.
         overwrite: start afresh even if ``out`` holds a checkpoint (it is deleted first).
         progress: print the settings and show a progress bar.
         stop_at: stop after this many steps in all (≤ ``config.steps``).
@@ -225,6 +217,7 @@ def pretrain(
 
 
 def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
+    # one function (~90 lines): the loop's running state (loss sum, timer, log file) spans steps
     device = info.device
     share = distributed.rank_slice(config.batch_size, info)
     ckpt_path = out_dir / CHECKPOINT_NAME
@@ -240,35 +233,9 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
 
-    start = 0
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        changed = _config_changes(state["config"], config)
-        if changed:
-            raise ValueError(
-                f"{ckpt_path} was written with other settings ({', '.join(changed)}); use another "
-                "output folder, or overwrite=True (--overwrite) to start afresh."
-            )
-        model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-        if state.get("rng_states"):
-            restore_rng_states(state["rng_states"])
-        start = state["step"]
-
-    given = images
-    if info.is_main:  # rank 0 first: it may download and fill caches; the others then read them
-        images = _training_images(given, config, progress)
-    distributed.barrier(info)
-    if not info.is_main:
-        images = _training_images(given, config, progress=False)
-
-    loss_module = _TrainingLoss(model)
-    wrapped: nn.Module = loss_module
-    if info.enabled:
-        device_ids = [device.index] if device.type == "cuda" else None
-        wrapped = nn.parallel.DistributedDataParallel(loss_module, device_ids=device_ids)
-    if config.compile:
-        wrapped = torch.compile(wrapped)
+    start = _restore(ckpt_path, config, model, optimizer, device) if resume else 0
+    images = _training_images_in_rank_order(images, config, progress, info)
+    wrapped = _wrap(model, config, info)
 
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     if progress:
@@ -342,6 +309,44 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
     return ckpt_path
 
 
+def _restore(ckpt_path: Path, config, model, optimizer, device) -> int:
+    """Load the checkpoint of the run being resumed, if any; returns the step to start from."""
+    if not ckpt_path.exists():
+        return 0
+    state = load_checkpoint(ckpt_path, map_location=device)
+    changed = resume_conflicts(state["config"], config)
+    if changed:
+        raise ValueError(
+            f"{ckpt_path} was written with other settings ({', '.join(changed)}); use another "
+            "output folder, or overwrite=True (--overwrite) to start afresh."
+        )
+    model.load_state_dict(state["model_state"])
+    optimizer.load_state_dict(state["optimizer_state"])
+    if state.get("rng_states"):
+        restore_rng_states(state["rng_states"])
+    return state["step"]
+
+
+def _training_images_in_rank_order(given, config, progress: bool, info) -> torch.Tensor:
+    """Rank 0 first: it may download and fill caches; the others then read them."""
+    images = _training_images(given, config, progress) if info.is_main else None
+    distributed.barrier(info)
+    if not info.is_main:
+        images = _training_images(given, config, progress=False)
+    return images
+
+
+def _wrap(model: nn.Module, config, info) -> nn.Module:
+    """``training_loss`` as the module called each step: under DDP, compiled if asked."""
+    wrapped: nn.Module = _TrainingLoss(model)
+    if info.enabled:
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        wrapped = nn.parallel.DistributedDataParallel(wrapped, device_ids=device_ids)
+    if config.compile:
+        wrapped = torch.compile(wrapped)
+    return wrapped
+
+
 def _decorrelation(latent: torch.Tensor, info) -> tuple[float, str]:
     """FocusMIM's L of the latent of the whole (global) batch, through the n×n Gram matrix,
     over the units that vary (``units="varying"``; see ``neuroalign.analysis.decorrelation``).
@@ -377,32 +382,6 @@ def _training_images(images, config: PretrainConfig, progress: bool) -> torch.Te
     if images.shape[1] == 3 and needs_foreground(config):
         images = attach_foreground(images, config, progress)
     return images
-
-
-def _config_changes(saved: dict, config: PretrainConfig) -> list[str]:
-    """Settings that differ between a checkpoint and ``config`` and forbid resuming."""
-    defaults = PretrainConfig.__dataclass_fields__
-    current = config.to_dict()
-    changed = []
-    for key, value in current.items():
-        if key in RESUMABLE_CHANGES:
-            continue
-        if key == "steps" and not config.cosine_schedule:
-            continue  # a constant schedule can be extended
-        old = saved.get(key, _default(defaults[key]))
-        if _normalise(old) != _normalise(value):
-            changed.append(f"{key}: {old!r} → {value!r}")
-    return changed
-
-
-def _default(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
-
-
-def _normalise(value):
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _print_settings(config, model, device, info, n_images, start, end) -> None:
