@@ -4,7 +4,8 @@ Reproducibility by construction: the images of step ``s``, their crops, flips, m
 all come from a generator seeded with ``(seed, s)``, and the global torch RNG is reseeded from
 ``(seed, s)`` at every step (for any randomness inside a model), so a run stopped at step N/2
 and resumed ends with exactly the weights of an uninterrupted run. The model's initial weights
-come from ``seed`` too.
+come from ``seed`` too, and so do the global NumPy and Python generators' states stored in the
+checkpoint: a recipe run twice writes byte-identical checkpoints.
 
 Several processes (``torchrun``, see :mod:`neuroalign.training.distributed`): ``batch_size`` is
 the global batch. Every process builds the same global batch and trains on its slice; each
@@ -18,6 +19,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import random
 import time
 import warnings
 from pathlib import Path
@@ -228,6 +230,10 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest conv kernels
     torch.manual_seed(config.seed)  # model initialisation
+    # the global NumPy and Python generators are recorded in checkpoints (for code outside the
+    # trainer): seeded, so that one recipe writes the same checkpoint bytes (and SHA-256) twice
+    np.random.seed(config.seed)
+    random.seed(config.seed)
     model = create_model(config.model, **config.model_kwargs).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)

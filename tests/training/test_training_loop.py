@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neuroalign.models import create_model
-from neuroalign.training import PretrainConfig, load_checkpoint, pretrain
+from neuroalign.training import PretrainConfig, load_checkpoint, pretrain, sha256_file
 from neuroalign.training.log import plot_log, read_log
 from neuroalign.training.trainer import learning_rate, prepare_batch
 
@@ -80,6 +80,11 @@ def test_one_seed_decides_everything(tmp_path):
     state = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
     assert state["seed"] == 5 and state["config"]["seed"] == 5
     assert set(state["rng_states"]) == {"torch", "cuda", "numpy", "python"}
+    # the same bytes: activation files record the checkpoint's SHA-256
+    np.random.seed(None)  # whatever the process's global generators held before
+    assert sha256_file(tmp_path / "a" / "checkpoint.pt") == sha256_file(tmp_path / "b" / "checkpoint.pt")
+    pretrain(config(), tmp_path / "d", images=images, progress=False)
+    assert sha256_file(tmp_path / "a" / "checkpoint.pt") == sha256_file(tmp_path / "d" / "checkpoint.pt")
 
 
 def test_resume_rules(tmp_path):
