@@ -69,7 +69,7 @@ def neuroalign_loop(images: torch.Tensor, steps: int, batch_size: int) -> float:
     with tempfile.TemporaryDirectory() as out:
         pretrain(cfg, out, images=images, progress=False, stop_at=1)  # warm-up step
         t0 = time.perf_counter()
-        pretrain(cfg, out, images=images, progress=False)  # resumes at step 1
+        pretrain(cfg, out, images=images, progress=False, resume=True)  # from step 1
         return steps * batch_size / (time.perf_counter() - t0)
 
 

@@ -49,8 +49,9 @@ def _add_pretrain(sub):
         "pretrain", help="pretrain a model from a TOML recipe",
         description="Pretrain by masked-image modeling as a recipe says (see pretrain/*.toml). "
         "Writes checkpoint.pt (resumable) and log.csv (loss, learning rate, latent "
-        "decorrelation, images/s) into --out; an existing checkpoint there is resumed. Several "
-        "GPUs or nodes: torchrun --nproc_per_node N --no-python neuroalign pretrain … "
+        "decorrelation, images/s) into --out; a folder holding a checkpoint needs --resume "
+        "(continue it) or --overwrite (start afresh). Several "
+        "GPUs or nodes: torchrun --nproc_per_node N -m neuroalign pretrain … "
         "(batch_size is the global batch: the result equals the single-process run).")
     p.add_argument("recipe", type=Path, help="TOML recipe (keys of neuroalign.training.PretrainConfig)")
     p.add_argument("--out", required=True, type=Path, help="run folder")
@@ -67,7 +68,11 @@ def _add_pretrain(sub):
                    help="channels_last memory format (faster convolutions on recent GPUs)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model")
-    p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds a checkpoint")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run whose checkpoint --out holds (same recipe)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="start afresh even if --out holds a checkpoint (it is replaced)")
     p.set_defaults(run=_run_pretrain)
 
 
@@ -78,7 +83,7 @@ def _run_pretrain(args):
                          device=args.device, seed=args.seed, lr=args.lr, max_images=args.max_images,
                          data_path=args.data_path, amp=args.amp, channels_last=args.channels_last,
                          compile=args.compile)
-    path = pretrain(config, args.out, resume=not args.no_resume)
+    path = pretrain(config, args.out, resume=args.resume, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one report
         print(f"checkpoint: {path}\nlog:        {args.out / 'log.csv'}")
 

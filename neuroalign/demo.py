@@ -70,7 +70,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, progress: bo
 
     say("[1/4] pretraining (periphery masking, ratio 0.8, mean-colour fill, loss on hidden pixels)")
     config = demo_config(settings)
-    checkpoint = pretrain(config, out / "pretrain", progress=progress)
+    checkpoint = pretrain(config, out / "pretrain", overwrite=True, progress=progress)
 
     say("[2/4] extracting encoder activations")
     device = resolve_device(settings.device)
@@ -98,7 +98,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, progress: bo
     say("[3/4] analysing: decorrelation, linear probe, RSA against human IT")
     decorrelation = workflows.decorrelation_from_file(activations)
     probe = workflows.probe_from_files(probe_files["train"], probe_files["test"],
-                                       seeds=(settings.seed,), device=str(device))
+                                       seeds=(settings.seed,), device=str(device),
+                                       protocol="standardized-accuracy")
     rsa = workflows.rsa_from_file(activations, "kriegeskorte-hit", compare_method="spearman")
 
     say("[4/4] writing results")

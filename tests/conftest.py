@@ -1,3 +1,13 @@
+"""Test-wide fixtures and the markers of pyproject.toml.
+
+- ``requires_gpu``: the test runs only where CUDA is available (skipped otherwise, with the
+  reason).
+- ``shared_data``: the test reads the real data under ``NEUROALIGN_DATA``. Given file names
+  (``@pytest.mark.shared_data("cifar10_jpeg.tar.gz")``), it is skipped when any of them is
+  missing there, naming them. Every test using the ``shared_data`` fixture gets the marker, so
+  ``-m "not shared_data"`` runs the suite without the real data.
+"""
+
 import os
 from pathlib import Path
 
@@ -12,6 +22,39 @@ def _shared_data_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    root = _shared_data_dir()
+    has_cuda = None  # torch is imported only if a test needs a GPU
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
+            "shared_data"
+        ):
+            item.add_marker(pytest.mark.shared_data)
+        for marker in item.iter_markers("shared_data"):
+            if root is None:
+                item.add_marker(pytest.mark.skip(
+                    reason="real data not available: set NEUROALIGN_DATA to the shared data folder"))
+                break
+            missing = [name for name in marker.args if not (root / name).exists()]
+            if missing:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"{', '.join(missing)} not found under NEUROALIGN_DATA={root}"))
+                break
+        if item.get_closest_marker("requires_gpu"):
+            if has_cuda is None:
+                has_cuda = _cuda_available()
+            if not has_cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device; none is available"))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real-data folder (NEUROALIGN_DATA); tests using it skip when it is absent."""
@@ -21,18 +64,27 @@ def shared_data() -> Path:
     return path
 
 
-def require_file(shared_data: Path, relpath: str) -> Path:
-    path = shared_data / relpath
-    if not path.exists():
-        pytest.skip(f"{relpath} not found under NEUROALIGN_DATA={shared_data}")
-    return path
-
-
 @pytest.fixture(autouse=True)
-def _small_torch_threads():
+def _one_torch_thread():
+    """One torch intra-op thread per test, restored after it: the tests' tensors are small, so
+    thread start-up dominates on a busy machine, and CPU float sums stay in one order."""
     try:
         import torch
     except ImportError:  # reading-only tests need no torch
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _torch_seed():
+    """The global torch generator seeded with 0 before every test (whatever ran before)."""
+    try:
+        import torch
+    except ImportError:
         yield
         return
     torch.manual_seed(0)

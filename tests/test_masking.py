@@ -101,9 +101,13 @@ def test_bad_arguments_name_the_allowed_values():
         patch_mask(1, 30, 30, 0.5, 8)
 
 
+@pytest.mark.requires_gpu
 def test_masks_follow_the_device_of_fixations():
-    fix = torch.zeros(2, 2, device="cpu")
-    assert periphery_mask(2, 16, 16, 0.5, fixations=fix).device == fix.device
+    fix = torch.tensor([[3.0, 5.0], [8.0, 8.0]])
+    on_cpu = periphery_mask(2, 16, 16, 0.5, fixations=fix)
+    on_gpu = periphery_mask(2, 16, 16, 0.5, fixations=fix.to("cuda"))
+    assert on_gpu.device.type == "cuda"
+    assert torch.equal(on_gpu.cpu(), on_cpu)  # the same mask, wherever it is computed
 
 
 def test_fovea_strategy_hides_what_the_fovea_filter_blurs():

@@ -23,8 +23,17 @@ The same Gram matrix gives the participation ratio of the covariance eigenvalues
 
 On z-scored units tr(G) = D(n-1), so PR_z = D / (1 + L).
 
-Units that do not vary over the stimuli (max == min) have no z-score; they are left out of
-every standardised metric and counted in ``n_constant_units``.
+Which units count (``units``):
+
+- ``"varying"`` (the default, and what the trainer logs in ``log.csv``): units that do not
+  vary over the stimuli (max == min) have no z-score; they are left out of every standardised
+  metric (D is the number of varying units) and counted in ``n_constant_units``.
+- ``"all"``: the FocusMIM reference exactly: every unit is z-scored as
+  ``(x - mean) / (std + 1e-5)`` (std with ddof=1), so a constant (dead) unit becomes 0, and
+  L is divided by all D units. With the guard ``C_ii = s²/(s + 1e-5)²`` is not exactly 1, so
+  the diagonal subtracted is ``Σ_i C_ii²`` computed from the column sums of squares, not D.
+  (The reference divides by its fixed batch size minus one; here n - 1 of the given stimuli,
+  the same for a full batch.)
 
 Streaming: z-scoring is per unit over the stimuli, so a feature chunk holding all n stimuli
 is standardised on its own, and ZZᵀ, X_c X_cᵀ and tr(X_c X_cᵀ) are sums over chunks. With
@@ -40,7 +49,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign.analysis._arrays import as_matrix, check_finite
-from neuroalign.analysis.streaming import feature_chunks, feature_slices, is_array, is_chunks
+from neuroalign.analysis.streaming import is_chunks
 
 __all__ = [
     "bootstrap_decorrelation",
@@ -52,31 +61,42 @@ __all__ = [
 ]
 
 METRICS = ("L", "mean_abs_r", "participation_ratio")
+UNITS = ("varying", "all")
+#: The reference's guard in ``(x - mean) / (std + EPS)`` (units="all").
+EPS = 1e-5
 
 
-def decorrelation_torch(z):
+def _check_units(units: str) -> None:
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {list(UNITS)}; got {units!r}")
+
+
+def decorrelation_torch(z, units: str = "varying"):
     """The FocusMIM decorrelation L of a batch of latents, differentiable, on z's device.
 
     Computed in float32 (float64 if z is float64), with the sums of squares accumulated in
-    float64 (the final subtraction ‖ZZᵀ‖²/(n-1)² - D cancels digits). Units constant over the
-    batch are left out.
+    float64 (the final subtraction ‖ZZᵀ‖²/(n-1)² - D cancels digits).
 
     Args:
         z: torch.Tensor (n, ...) — n ≥ 2 stimuli; trailing dims are flattened into D units.
+        units: "varying" (units constant over the batch left out) or "all" (the reference's
+            ``(x - mean) / (std + 1e-5)`` over every unit); see the module docstring.
 
     Returns:
         torch.Tensor, scalar, in z's float dtype (float32 for half/bfloat16 inputs).
     """
     import torch
 
+    _check_units(units)
     if z.ndim < 2 or z.shape[0] < 2:
         raise ValueError(f"z must have shape (n >= 2, D, ...); got {tuple(z.shape)}")
     work = torch.float64 if z.dtype == torch.float64 else torch.float32
     z = z.reshape(z.shape[0], -1).to(work)
     n = z.shape[0]
-    varying = z.amax(dim=0) != z.amin(dim=0)
-    if not bool(varying.all()):
-        z = z[:, varying]
+    if units == "varying":
+        varying = z.amax(dim=0) != z.amin(dim=0)
+        if not bool(varying.all()):
+            z = z[:, varying]
     d = z.shape[1]
     if d == 0:
         raise ValueError(
@@ -85,27 +105,33 @@ def decorrelation_torch(z):
     mean = z.mean(dim=0, dtype=torch.float64).to(work)
     zc = z - mean
     ss = (zc * zc).sum(dim=0, dtype=torch.float64)
-    zs = zc / torch.sqrt(ss / (n - 1)).to(work)
+    std = torch.sqrt(ss / (n - 1)).to(work)
+    zs = zc / (std if units == "varying" else std + EPS)
     gram = zs @ zs.T if d > n else zs.T @ zs
     total = (gram.to(torch.float64) ** 2).sum() / (n - 1) ** 2
-    return ((total - d) / d).to(work)
+    if units == "varying":
+        return ((total - d) / d).to(work)
+    diagonal = (zs * zs).sum(dim=0, dtype=torch.float64) / (n - 1)  # C_ii, < 1 by the guard
+    return ((total - (diagonal**2).sum()) / d).to(work)
 
 
-def _zscore(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(Z, X_c, n_constant): z-scores (ddof=1) and centred values of the varying columns of x."""
+def _zscore(x: np.ndarray, units: str = "varying") -> tuple[np.ndarray, np.ndarray, int]:
+    """(Z, X_c, n_constant): z-scores (ddof=1) and centred values of the columns of x that
+    count: the varying ones, or all with the reference's ``std + EPS``."""
     varying = x.max(axis=0) != x.min(axis=0)
     n_constant = int((~varying).sum())
-    if n_constant:
+    if n_constant and units == "varying":
         x = x[:, varying]
     centred = x - x.mean(axis=0)
-    z = centred / np.sqrt(np.einsum("ij,ij->j", centred, centred) / (x.shape[0] - 1))
+    std = np.sqrt(np.einsum("ij,ij->j", centred, centred) / (x.shape[0] - 1))
+    z = centred / (std if units == "varying" else std + EPS)
     return z, centred, n_constant
 
 
-def _standardize(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """z-scores the varying columns of x (ddof=1). Returns (Z (n, D_varying), n_constant)."""
-    z, _, n_constant = _zscore(x)
-    if z.shape[1] == 0:
+def _standardize(x: np.ndarray, units: str = "varying") -> tuple[np.ndarray, int]:
+    """z-scores the columns of x that count (see `_zscore`). Returns (Z (n, D), n_constant)."""
+    z, _, n_constant = _zscore(x, units)
+    if n_constant == x.shape[1]:
         raise ValueError(
             f"all {n_constant} units are constant over the stimuli; decorrelation is undefined"
         )
@@ -118,9 +144,17 @@ def _gram_sq_norm(a: np.ndarray) -> float:
     return float(np.einsum("ij,ij->", gram, gram))
 
 
-def _loss_from_z(z: np.ndarray) -> float:
+def _diagonal_sq(z: np.ndarray, units: str) -> float:
+    """Σ_i C_ii²: exactly D for true z-scores, less with the reference's ``std + EPS``."""
+    if units == "varying":
+        return float(z.shape[1])
+    diagonal = np.einsum("ij,ij->j", z, z) / (z.shape[0] - 1)
+    return float((diagonal**2).sum())
+
+
+def _loss_from_z(z: np.ndarray, units: str = "varying") -> float:
     n, d = z.shape
-    return (_gram_sq_norm(z) / (n - 1) ** 2 - d) / d
+    return (_gram_sq_norm(z) / (n - 1) ** 2 - _diagonal_sq(z, units)) / d
 
 
 def _mean_abs_r_from_z(z: np.ndarray, block_size: int) -> float:
@@ -163,7 +197,12 @@ def participation_ratio(x, standardize: bool = False) -> float:
 
 
 def decorrelation(
-    x, *, mean_abs_r: bool = True, block_size: int = 1024, chunk_size: int | None = None
+    x,
+    *,
+    units: str = "varying",
+    mean_abs_r: bool = True,
+    block_size: int = 1024,
+    chunk_size: int | None = None,
 ) -> dict:
     """FocusMIM decorrelation L (via the Gram matrix), mean |r| and participation ratio.
 
@@ -174,6 +213,9 @@ def decorrelation(
         x: array (n_stimuli, n_units, ...) — numpy, torch, xarray/dask or a netCDF4 variable;
             trailing dims flattened — or an iterable of (n_stimuli, n_chunk) arrays (e.g.
             `streaming.layer_chunks(path, layer)`), streamed.
+        units: "varying" (constant units left out) or "all" (the FocusMIM reference exactly:
+            ``(x - mean) / (std + 1e-5)`` over every unit, divided by all D); see the module
+            docstring.
         mean_abs_r: also compute the mean |C_ij| over unit pairs i<j (costs n·D²/2 multiply-adds,
             in column blocks). Streamed, it re-reads pairs of chunks, so x must be an array or
             a sequence of chunks (not a one-shot iterator).
@@ -183,98 +225,24 @@ def decorrelation(
 
     Returns:
         dict with keys L, mean_abs_r (NaN if not computed), participation_ratio (of the raw
-        covariance), n_units (units used), n_constant_units (units left out).
+        covariance), n_units (units in L), n_constant_units (units constant over the stimuli;
+        left out with units="varying", included as zeros with units="all").
     """
+    _check_units(units)
     if not isinstance(block_size, int | np.integer) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer; got {block_size!r}")
     if chunk_size is not None or is_chunks(x):
-        return _streamed_decorrelation(x, mean_abs_r, chunk_size or 4096)
+        from neuroalign.analysis._decorrelation_stream import streamed_decorrelation
+
+        return streamed_decorrelation(x, mean_abs_r, chunk_size or 4096, units)
     x = as_matrix(x)
     check_finite(x)
-    z, n_constant = _standardize(x)
+    z, n_constant = _standardize(x, units)
     return {
-        "L": _loss_from_z(z),
+        "L": _loss_from_z(z, units),
         "mean_abs_r": _mean_abs_r_from_z(z, block_size) if mean_abs_r else float("nan"),
         "participation_ratio": participation_ratio(x),
         "n_units": z.shape[1],
-        "n_constant_units": n_constant,
-    }
-
-
-def _chunk_matrix(chunk, i: int, n: int | None) -> np.ndarray:
-    c = as_matrix(chunk, name=f"feature chunk {i}")
-    if n is not None and c.shape[0] != n:
-        raise ValueError(f"feature chunk {i} has {c.shape[0]} stimuli; chunk 0 had {n}")
-    check_finite(c, name=f"feature chunk {i}")
-    return c
-
-
-def _chunk_getter(x, chunk_size: int):
-    """(number of chunks, get(k) -> chunk k) for inputs that can be read again, else None."""
-    if is_array(x):
-        slices = list(feature_slices(tuple(x.shape), chunk_size))
-        return len(slices), lambda k: x[slices[k]]
-    if isinstance(x, list | tuple):
-        return len(x), x.__getitem__
-    return None
-
-
-def _streamed_mean_abs_r(x, chunk_size: int, n_units: int) -> float:
-    """Mean |C_ij| over i<j from pairs of standardised chunks (chunk i against chunks j >= i)."""
-    count, get = _chunk_getter(x, chunk_size)
-    total = 0.0
-    n = None
-    for i in range(count):
-        zi, _, _ = _zscore(_chunk_matrix(get(i), i, n))
-        n = zi.shape[0]
-        total += np.abs(np.triu(zi.T @ zi, k=1)).sum()
-        for j in range(i + 1, count):
-            zj, _, _ = _zscore(_chunk_matrix(get(j), j, n))
-            total += np.abs(zi.T @ zj).sum()
-    if n_units < 2:
-        return float("nan")
-    return float(total / (n - 1) / (n_units * (n_units - 1) / 2))
-
-
-def _streamed_decorrelation(x, mean_abs_r: bool, chunk_size: int) -> dict:
-    if mean_abs_r and _chunk_getter(x, chunk_size) is None:
-        raise ValueError(
-            "mean_abs_r needs to read the chunks more than once; x is a one-shot iterator. "
-            "Pass mean_abs_r=False, or an array / a list of chunks."
-        )
-    n = gram_z = gram_c = None
-    d = n_constant = 0
-    trace = 0.0
-    for i, chunk in enumerate(feature_chunks(x, chunk_size)):
-        c = _chunk_matrix(chunk, i, n)
-        if n is None:
-            n = c.shape[0]
-            gram_z, gram_c = np.zeros((n, n)), np.zeros((n, n))
-        if not c.flags.owndata:
-            c = c.copy()  # a view of the caller's data: it is modified in place below
-        varying = c.max(axis=0) != c.min(axis=0)
-        n_constant += int((~varying).sum())
-        if not varying.all():
-            c = c[:, varying]
-        c -= c.mean(axis=0)  # in place: one float64 copy of the chunk at a time
-        ss = np.einsum("ij,ij->j", c, c)
-        gram_c += c @ c.T
-        trace += float(ss.sum())
-        c /= np.sqrt(ss / (n - 1))  # now z-scores
-        gram_z += c @ c.T
-        d += c.shape[1]
-    if n is None:
-        raise ValueError("x holds no features (an empty iterable of chunks)")
-    if d == 0:
-        raise ValueError(
-            f"all {n_constant} units are constant over the stimuli; decorrelation is undefined"
-        )
-    sq_norm = float(np.einsum("ij,ij->", gram_z, gram_z))
-    return {
-        "L": (sq_norm / (n - 1) ** 2 - d) / d,
-        "mean_abs_r": _streamed_mean_abs_r(x, chunk_size, d) if mean_abs_r else float("nan"),
-        "participation_ratio": trace**2 / float(np.einsum("ij,ij->", gram_c, gram_c)),
-        "n_units": d,
         "n_constant_units": n_constant,
     }
 
@@ -311,6 +279,7 @@ def bootstrap_decorrelation(
     seed: int = 0,
     ci: float = 0.95,
     *,
+    units: str = "varying",
     mean_abs_r: bool = False,
     bias_correct: bool = True,
     block_size: int = 1024,
@@ -330,6 +299,7 @@ def bootstrap_decorrelation(
         n_boot: number of bootstrap samples (stimuli drawn with replacement).
         seed: seed of the numpy Generator drawing the samples.
         ci: coverage of the interval, in (0, 1).
+        units: "varying" or "all" (see `decorrelation`).
         mean_abs_r: also bootstrap mean |r| (n·D²/2 work per sample).
         bias_correct: shift the percentile interval by the bootstrap bias (see above);
             False gives the plain percentile interval of the resamples.
@@ -349,13 +319,13 @@ def bootstrap_decorrelation(
             "every unit); got an iterable of chunks. Use decorrelation(x) for streamed input."
         )
     x = as_matrix(x)
-    result = decorrelation(x, mean_abs_r=mean_abs_r, block_size=block_size)
+    result = decorrelation(x, units=units, mean_abs_r=mean_abs_r, block_size=block_size)
     rng = np.random.default_rng(seed)
     samples = {m: np.empty(n_boot) for m in METRICS}
     for b in range(n_boot):
         xb = x[rng.integers(0, x.shape[0], size=x.shape[0])]
-        zb, _ = _standardize(xb)
-        samples["L"][b] = _loss_from_z(zb)
+        zb, _ = _standardize(xb, units)
+        samples["L"][b] = _loss_from_z(zb, units)
         samples["mean_abs_r"][b] = (
             _mean_abs_r_from_z(zb, block_size) if mean_abs_r else float("nan")
         )
@@ -372,8 +342,9 @@ def bootstrap_decorrelation(
 
 
 def layerwise_decorrelation(
-    layers: Mapping[str, object] | Iterable[tuple[str, object]],
+    activations: Mapping[str, object] | Iterable[tuple[str, object]],
     *,
+    units: str = "varying",
     mean_abs_r: bool = True,
     n_boot: int = 0,
     seed: int = 0,
@@ -385,9 +356,11 @@ def layerwise_decorrelation(
     """Decorrelation metrics for each layer, as a dataset with dim `layer`.
 
     Args:
-        layers: {layer_name: array (n_stimuli, n_units, ...)} or an iterable of
+        activations: {layer_name: array (n_stimuli, n_units, ...)} or an iterable of
             (layer_name, array) pairs; arrays are read one at a time. Without bootstrap an
             array may also be an iterable of feature chunks (see `decorrelation`).
+        units: "varying" (constant units left out, the default) or "all" (the FocusMIM
+            reference exactly); see `decorrelation`.
         mean_abs_r: compute mean |r| (see `decorrelation`).
         n_boot: if > 0, add percentile bootstrap bounds `<metric>_lo` / `<metric>_hi`.
         seed: bootstrap seed (the same for every layer).
@@ -399,9 +372,10 @@ def layerwise_decorrelation(
 
     Returns:
         xr.Dataset with dim `layer` and variables L, mean_abs_r, participation_ratio, n_units,
-        n_constant_units (+ bounds when bootstrapped); attrs record n_boot, seed and ci.
+        n_constant_units (+ bounds when bootstrapped); attrs record units, n_boot, seed, ci.
     """
-    items = layers.items() if isinstance(layers, Mapping) else layers
+    _check_units(units)
+    items = activations.items() if isinstance(activations, Mapping) else activations
     names, rows = [], []
     for name, x in items:
         try:
@@ -411,26 +385,32 @@ def layerwise_decorrelation(
                     n_boot,
                     seed,
                     ci,
+                    units=units,
                     mean_abs_r=mean_abs_r,
                     bias_correct=bias_correct,
                     block_size=block_size,
                 )
             else:
                 row = decorrelation(
-                    x, mean_abs_r=mean_abs_r, block_size=block_size, chunk_size=chunk_size
+                    x,
+                    units=units,
+                    mean_abs_r=mean_abs_r,
+                    block_size=block_size,
+                    chunk_size=chunk_size,
                 )
         except ValueError as err:
             raise ValueError(f"layer {name!r}: {err}") from err
         names.append(str(name))
         rows.append(row)
     if not rows:
-        raise ValueError("layers is empty: give at least one (layer_name, array)")
+        raise ValueError("activations is empty: give at least one (layer_name, array)")
     data = {key: ("layer", np.array([r[key] for r in rows])) for key in rows[0]}
     return xr.Dataset(
         data,
         coords={"layer": np.array(names, dtype=str)},
         attrs={
             "metric": "decorrelation",
+            "units": units,
             "n_boot": int(n_boot),
             "seed": int(seed),
             "ci": float(ci),

@@ -1,9 +1,10 @@
 """Linear probes on frozen activations: the FocusMIM readout in torch, and a scikit-learn one.
 
-FocusMIM's readout: flattened latent -> Linear(D -> n_classes), Adam (lr 1e-4), batch 512,
-early stopping on a held-out validation set (patience 10), accuracy on the test set.
-Both probes follow the scikit-learn estimator contract (parameters stored in __init__, work in
-`fit`, learned state ending in `_`, `random_state`).
+FocusMIM's readout (``LinearProbe(protocol="focusmim")``): flattened, unstandardised latent ->
+Linear(D -> n_classes), Adam (lr 1e-4, weight decay 1e-8), batch 512, up to 1000 epochs,
+early stopping on the loss of a held-out validation set (patience 10), accuracy on the test
+set. Both probes follow the scikit-learn estimator contract (parameters stored in __init__,
+work in `fit`, learned state ending in `_`), with `seed` for every random choice.
 """
 
 from __future__ import annotations
@@ -20,9 +21,21 @@ from sklearn.preprocessing import StandardScaler
 
 from neuroalign.analysis._arrays import as_matrix, check_finite
 
-__all__ = ["PROBE_KINDS", "LinearProbe", "SklearnProbe", "layerwise_probe"]
+__all__ = ["PROBE_KINDS", "PROTOCOLS", "LinearProbe", "SklearnProbe", "layerwise_probe"]
 
 PROBE_KINDS = ("torch", "sklearn")
+
+#: The settings of each `LinearProbe` protocol (see its docstring).
+PROTOCOLS = {
+    "focusmim": {
+        "standardize": False, "monitor": "val_loss", "stratify": False, "lr": 1e-4,
+        "batch_size": 512, "max_epochs": 1000, "patience": 10, "weight_decay": 1e-8,
+    },
+    "standardized-accuracy": {
+        "standardize": True, "monitor": "val_accuracy", "stratify": True, "lr": 1e-4,
+        "batch_size": 512, "max_epochs": 200, "patience": 10, "weight_decay": 0.0,
+    },
+}
 
 
 def _labels(y, n: int, name: str = "y") -> np.ndarray:
@@ -33,56 +46,86 @@ def _labels(y, n: int, name: str = "y") -> np.ndarray:
 
 
 class LinearProbe(ClassifierMixin, BaseEstimator):
-    """Linear softmax readout trained with Adam and early stopping (FocusMIM protocol).
+    """Linear softmax readout trained with Adam and early stopping on a validation set.
 
-    Features are standardised with the training mean and std; the validation accuracy is
-    measured after every epoch and the weights of the best epoch are restored at the end.
+    Two protocols (``PROTOCOLS``):
+
+    - ``"focusmim"`` (default): the FocusMIM reference's readout. The flattened features go
+      into the linear layer as they are (not standardised); Adam lr 1e-4, weight decay 1e-8,
+      batch 512, up to 1000 epochs; the validation loss (cross-entropy, the mean of the
+      per-batch means over validation batches of ``batch_size`` in order, as the reference
+      computes it) is measured after every epoch. A lower loss is kept as the best weights;
+      an improvement smaller than 1e-4, or none, counts towards ``patience`` (10) and any
+      larger improvement resets the count; training stops when the count reaches
+      ``patience``. Without an explicit validation set, a random 20% of (X, y) (the
+      reference's 1,000 of STL-10's 5,000 training images) is held out.
+    - ``"standardized-accuracy"``: features standardised with the training mean and std;
+      Adam lr 1e-4, weight decay 0, batch 512, up to 200 epochs; stops when the validation
+      accuracy has not risen for ``patience`` (10) epochs; a stratified 20% validation split.
+
+    Either way the weights of the best epoch are restored at the end. The other parameters
+    default (None) to the protocol's values.
 
     Args:
+        protocol: "focusmim" or "standardized-accuracy".
         lr: Adam learning rate.
         batch_size: minibatch size.
         max_epochs: upper bound on training epochs.
-        patience: stop after this many epochs without a better validation accuracy.
-        weight_decay: Adam weight decay.
+        patience: see the protocols above.
+        weight_decay: Adam weight decay (added to the gradient, as torch's Adam does).
         device: torch device (default: cuda if available, else cpu).
-        random_state: seed of the validation split, the weight init and the batch order.
+        seed: seed of the validation split, the weight init and the batch order.
 
     Attributes:
         classes_: (n_classes,) the labels, sorted.
-        mean_, scale_: (D,) standardisation of the features.
-        coef_: (n_classes, D), intercept_: (n_classes,) weights on standardised features.
+        mean_, scale_: (D,) standardisation of the features (zeros and ones for "focusmim").
+        coef_: (n_classes, D), intercept_: (n_classes,) weights on the (standardised)
+            features.
         best_epoch_: epoch (1-based) whose weights were kept; n_epochs_: epochs run.
-        val_accuracy_: validation accuracy of the kept weights; history_: per-epoch
-            validation accuracies.
+        history_: per-epoch validation loss ("focusmim") or accuracy
+            ("standardized-accuracy"); val_accuracy_: validation accuracy of the kept weights.
     """
 
     def __init__(
         self,
-        lr: float = 1e-4,
-        batch_size: int = 512,
-        max_epochs: int = 200,
-        patience: int = 10,
-        weight_decay: float = 0.0,
+        protocol: str = "focusmim",
+        lr: float | None = None,
+        batch_size: int | None = None,
+        max_epochs: int | None = None,
+        patience: int | None = None,
+        weight_decay: float | None = None,
         device=None,
-        random_state: int = 0,
+        seed: int = 0,
     ):
+        self.protocol = protocol
         self.lr = lr
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
         self.weight_decay = weight_decay
         self.device = device
-        self.random_state = random_state
+        self.seed = seed
 
-    def _check_params(self) -> None:
+    def _settings(self) -> dict:
+        """The protocol's settings with the parameters given explicitly, checked."""
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"The 'protocol' parameter of LinearProbe must be one of {list(PROTOCOLS)}; "
+                f"got {self.protocol!r}"
+            )
+        settings = dict(PROTOCOLS[self.protocol])
+        for name in ("lr", "batch_size", "max_epochs", "patience", "weight_decay"):
+            if getattr(self, name) is not None:
+                settings[name] = getattr(self, name)
         for name in ("batch_size", "max_epochs", "patience"):
-            value = getattr(self, name)
+            value = settings[name]
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(
                     f"The {name!r} parameter of LinearProbe must be a positive integer; got {value!r}"
                 )
-        if not self.lr > 0:
-            raise ValueError(f"The 'lr' parameter of LinearProbe must be > 0; got {self.lr!r}")
+        if not settings["lr"] > 0:
+            raise ValueError(f"The 'lr' parameter of LinearProbe must be > 0; got {settings['lr']!r}")
+        return settings
 
     def fit(self, X, y, X_val=None, y_val=None):
         """Trains the probe.
@@ -90,15 +133,42 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         Args:
             X: (n, D, ...) training features (trailing dims flattened).
             y: (n,) labels.
-            X_val, y_val: validation set for early stopping; if omitted, a stratified 20% of
-                (X, y) chosen with random_state.
+            X_val, y_val: validation set for early stopping; if omitted, 20% of (X, y) chosen
+                with ``seed`` (stratified for "standardized-accuracy", plain random for
+                "focusmim", as the reference's ``random_split``).
 
         Returns:
             self.
         """
         import torch
 
-        self._check_params()
+        settings = self._settings()
+        X, y, X_val, y_val = self._split(X, y, X_val, y_val, settings["stratify"])
+        if settings["standardize"]:
+            self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+            scale = X.std(axis=0, dtype=np.float64)
+            self.scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        else:
+            self.mean_ = np.zeros(X.shape[1], np.float32)
+            self.scale_ = np.ones(X.shape[1], np.float32)
+        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        train = (self._to_tensor(X, device),
+                 torch.as_tensor(np.searchsorted(self.classes_, y), device=device))
+        val = (self._to_tensor(X_val, device),
+               torch.as_tensor(np.searchsorted(self.classes_, y_val), device=device))
+        layer, history, best_epoch = _train_linear(train, val, len(self.classes_), settings,
+                                                   self.seed, device)
+        with torch.no_grad():
+            val_accuracy = float((layer(val[0]).argmax(dim=1) == val[1]).float().mean())
+        self.coef_ = layer.weight.detach().cpu().numpy()
+        self.intercept_ = layer.bias.detach().cpu().numpy()
+        self.best_epoch_, self.n_epochs_ = best_epoch, len(history)
+        self.val_accuracy_, self.history_ = val_accuracy, history
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _split(self, X, y, X_val, y_val, stratify: bool):
+        """Checked float32 matrices and labels; the validation split when none is given."""
         X = as_matrix(X, name="X", dtype=np.float32)
         y = _labels(y, X.shape[0])
         check_finite(X, name="X")
@@ -106,11 +176,12 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             raise ValueError("give both X_val and y_val, or neither")
         if X_val is None:
             X, X_val, y, y_val = train_test_split(
-                X, y, test_size=0.2, stratify=y, random_state=self.random_state
+                X, y, test_size=0.2, stratify=y if stratify else None, random_state=self.seed
             )
         else:
             X_val = as_matrix(X_val, name="X_val", dtype=np.float32)
             y_val = _labels(y_val, X_val.shape[0], "y_val")
+            check_finite(X_val, name="X_val")
             if X_val.shape[1] != X.shape[1]:
                 raise ValueError(f"X_val has {X_val.shape[1]} features; X has {X.shape[1]}")
         self.classes_ = np.unique(y)
@@ -119,53 +190,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         unknown = np.setdiff1d(np.unique(y_val), self.classes_)
         if unknown.size:
             raise ValueError(f"y_val holds labels absent from y: {unknown.tolist()[:20]}")
-
-        self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-        scale = X.std(axis=0, dtype=np.float64)
-        self.scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        xt = self._to_tensor(X, device)
-        yt = torch.as_tensor(np.searchsorted(self.classes_, y), device=device)
-        xv = self._to_tensor(X_val, device)
-        yv = torch.as_tensor(np.searchsorted(self.classes_, y_val), device=device)
-
-        gen = torch.Generator().manual_seed(int(self.random_state))
-        n_features, n_classes = xt.shape[1], len(self.classes_)
-        layer = torch.nn.Linear(n_features, n_classes)
-        bound = 1.0 / np.sqrt(n_features)  # nn.Linear's default init, drawn from our generator
-        with torch.no_grad():
-            layer.weight.copy_((torch.rand(n_classes, n_features, generator=gen) * 2 - 1) * bound)
-            layer.bias.copy_((torch.rand(n_classes, generator=gen) * 2 - 1) * bound)
-        layer.to(device)
-        optimizer = torch.optim.Adam(layer.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-        def val_accuracy() -> float:
-            with torch.no_grad():
-                return float((layer(xv).argmax(dim=1) == yv).float().mean())
-
-        best_acc, best_state, best_epoch, history = -1.0, None, 0, []
-        for epoch in range(1, self.max_epochs + 1):
-            order = torch.randperm(xt.shape[0], generator=gen).to(device)
-            for start in range(0, xt.shape[0], self.batch_size):
-                batch = order[start : start + self.batch_size]
-                loss = torch.nn.functional.cross_entropy(layer(xt[batch]), yt[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            acc = val_accuracy()
-            history.append(acc)
-            if acc > best_acc:
-                best_acc, best_epoch = acc, epoch
-                best_state = {k: v.detach().clone() for k, v in layer.state_dict().items()}
-            elif epoch - best_epoch >= self.patience:
-                break
-        layer.load_state_dict(best_state)
-        self.coef_ = layer.weight.detach().cpu().numpy()
-        self.intercept_ = layer.bias.detach().cpu().numpy()
-        self.best_epoch_, self.n_epochs_ = best_epoch, len(history)
-        self.val_accuracy_, self.history_ = best_acc, history
-        self.n_features_in_ = n_features
-        return self
+        return X, y, X_val, y_val
 
     def _to_tensor(self, X: np.ndarray, device):
         import torch
@@ -193,6 +218,63 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 
 
+#: The reference's smallest validation-loss improvement that resets the patience count.
+MIN_IMPROVEMENT = 1e-4
+
+
+def _train_linear(train, val, n_classes: int, settings: dict, seed: int, device):
+    """Adam on a linear layer with early stopping; returns (layer with the best weights,
+    per-epoch monitored values, best epoch)."""
+    import torch
+
+    xt, yt = train
+    xv, yv = val
+    gen = torch.Generator().manual_seed(int(seed))
+    n_features = xt.shape[1]
+    layer = torch.nn.Linear(n_features, n_classes)
+    bound = 1.0 / np.sqrt(n_features)  # nn.Linear's default init, drawn from our generator
+    with torch.no_grad():
+        layer.weight.copy_((torch.rand(n_classes, n_features, generator=gen) * 2 - 1) * bound)
+        layer.bias.copy_((torch.rand(n_classes, generator=gen) * 2 - 1) * bound)
+    layer.to(device)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=settings["lr"],
+                                 weight_decay=settings["weight_decay"])
+    batch_size, on_loss = settings["batch_size"], settings["monitor"] == "val_loss"
+
+    def monitored() -> float:
+        with torch.no_grad():
+            if not on_loss:
+                return float((layer(xv).argmax(dim=1) == yv).float().mean())
+            losses = [torch.nn.functional.cross_entropy(layer(xv[i : i + batch_size]),
+                                                        yv[i : i + batch_size]).item()
+                      for i in range(0, xv.shape[0], batch_size)]
+            return float(np.mean(losses))
+
+    best, best_state, best_epoch, waited, history = None, None, 0, 0, []
+    for epoch in range(1, settings["max_epochs"] + 1):
+        order = torch.randperm(xt.shape[0], generator=gen).to(device)
+        for start in range(0, xt.shape[0], batch_size):
+            batch = order[start : start + batch_size]
+            loss = torch.nn.functional.cross_entropy(layer(xt[batch]), yt[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        value = monitored()
+        history.append(value)
+        better = best is None or (value < best if on_loss else value > best)
+        if on_loss:  # the reference: a tiny improvement is kept but counts as none
+            waited = 0 if better and (best is None or best - value >= MIN_IMPROVEMENT) else waited + 1
+        else:
+            waited = 0 if better else epoch - best_epoch
+        if better:
+            best, best_epoch = value, epoch
+            best_state = {k: v.detach().clone() for k, v in layer.state_dict().items()}
+        if waited >= settings["patience"]:
+            break
+    layer.load_state_dict(best_state)
+    return layer, history, best_epoch
+
+
 class SklearnProbe(ClassifierMixin, BaseEstimator):
     """StandardScaler + LogisticRegressionCV (C chosen by cross-validation), for small sets.
 
@@ -202,7 +284,7 @@ class SklearnProbe(ClassifierMixin, BaseEstimator):
         max_iter: lbfgs iterations.
         scoring: how C is chosen across folds (a scikit-learn scorer name; log-loss is
             smoother than accuracy on small sets).
-        random_state: passed to LogisticRegressionCV.
+        seed: passed to LogisticRegressionCV as its random_state.
 
     Attributes:
         pipeline_: the fitted sklearn Pipeline; classes_: the labels; C_: chosen C.
@@ -214,13 +296,13 @@ class SklearnProbe(ClassifierMixin, BaseEstimator):
         cv: int = 3,
         max_iter: int = 1000,
         scoring: str = "neg_log_loss",
-        random_state: int = 0,
+        seed: int = 0,
     ):
         self.Cs = Cs
         self.cv = cv
         self.scoring = scoring
         self.max_iter = max_iter
-        self.random_state = random_state
+        self.seed = seed
 
     def fit(self, X, y):
         """Fits scaler and cross-validated logistic regression. X: (n, D, ...), y: (n,)."""
@@ -236,7 +318,7 @@ class SklearnProbe(ClassifierMixin, BaseEstimator):
                 scoring=self.scoring,
                 use_legacy_attributes=False,
                 max_iter=self.max_iter,
-                random_state=self.random_state,
+                random_state=self.seed,
             ),
         )
         self.pipeline_.fit(X, y)
@@ -264,8 +346,9 @@ def layerwise_probe(
         train: {layer: (X (n_train, D, ...), y (n_train,))} or iterable of (layer, (X, y)).
         test: {layer: (X (n_test, D, ...), y (n_test,))} with the same layers.
         kind: 'torch' (LinearProbe, validation split from train) or 'sklearn' (SklearnProbe).
-        seeds: random_state of each run.
-        **probe_params: parameters of the probe class (e.g. lr=1e-3, Cs=[0.1, 1]).
+        seeds: the probe's seed in each run.
+        **probe_params: parameters of the probe class (e.g. protocol="focusmim", lr=1e-3,
+            Cs=[0.1, 1]).
 
     Returns:
         xr.Dataset: `accuracy` (layer, seed), `accuracy_mean` and `accuracy_std` (layer; std
@@ -285,7 +368,7 @@ def layerwise_probe(
         X_test, y_test = test[name]
         row = []
         for seed in seeds:
-            probe = probe_class(random_state=seed, **probe_params).fit(X, y)
+            probe = probe_class(seed=seed, **probe_params).fit(X, y)
             row.append(probe.score(X_test, y_test))
         names.append(str(name))
         accuracy.append(row)
@@ -294,6 +377,8 @@ def layerwise_probe(
     accuracy = np.array(accuracy)
     std = accuracy.std(axis=1, ddof=1) if len(seeds) > 1 else np.zeros(len(names))
     attrs = {"metric": "probe accuracy", "kind": kind}
+    if kind == "torch":
+        attrs["protocol"] = probe_params.get("protocol", "focusmim")
     attrs.update({k: v for k, v in probe_params.items() if isinstance(v, int | float | str)})
     return xr.Dataset(
         {

@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+__all__ = ["random_horizontal_flip", "random_resized_crop", "resize"]
+
 
 def random_resized_crop(
     images: torch.Tensor,

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuroalign.data.files import sha256sum as sha256_file  # noqa: F401  (re-exported)
+from neuroalign.data.files import sha256sum as sha256_file
 from neuroalign.models import create_model
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_checkpoint", "load_model", "restore_rng_states", "rng_states", "save_checkpoint", "sha256_file"]
 
 FORMAT = "neuroalign-checkpoint"
 FORMAT_VERSION = 1

@@ -16,6 +16,8 @@ from neuroalign.fixations import STARTS
 from neuroalign.masking import DEFAULT_FILL, DEFAULT_RATIOS, FILLS, STRATEGIES
 from neuroalign.views import FIXATIONS, LOSS_REGIONS, TARGETS
 
+__all__ = ["DATASETS", "OPTIMIZERS", "RESUMABLE_CHANGES", "PretrainConfig", "load_config", "resume_conflicts"]
+
 DATASETS = ("cifar10", "stl10", "folder")
 OPTIMIZERS = ("adam", "adamw")
 
@@ -163,3 +165,38 @@ def load_config(path: str | Path, **overrides) -> PretrainConfig:
 def _one_of(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"The {name!r} setting must be one of {tuple(allowed)}; got {value!r}.")
+
+
+#: Settings that may change when a run is resumed (they do not change what is computed, or
+#: only its speed / float rounding).
+RESUMABLE_CHANGES = frozenset({
+    "device", "amp", "channels_last", "compile", "pin_memory", "dist_backend",
+    "log_every", "decorrelation_every", "checkpoint_every",
+})
+
+
+def resume_conflicts(saved: dict, config: PretrainConfig) -> list[str]:
+    """Settings that differ between a checkpoint's ``saved`` settings and ``config`` and forbid
+    resuming, as ``"key: old → new"``."""
+    defaults = PretrainConfig.__dataclass_fields__
+    current = config.to_dict()
+    changed = []
+    for key, value in current.items():
+        if key in RESUMABLE_CHANGES:
+            continue
+        if key == "steps" and not config.cosine_schedule:
+            continue  # a constant schedule can be extended
+        old = saved.get(key, _default(defaults[key]))
+        if _normalise(old) != _normalise(value):
+            changed.append(f"{key}: {old!r} → {value!r}")
+    return changed
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def _normalise(value):
+    return list(value) if isinstance(value, tuple) else value

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+__all__ = ["DistInfo", "barrier", "env_world", "free_port", "gather_rows", "mean_over_ranks", "rank_slice", "resolve_device", "setup", "spawn_local", "teardown"]
+
 
 @dataclass(frozen=True)
 class DistInfo:

@@ -3,7 +3,9 @@
 Columns: ``step`` (optimiser steps done), ``loss`` (mean training loss since the previous row),
 ``lr`` (learning rate of the last step), ``decorrelation`` (FocusMIM's L of the latent of the
 last (global) batch it was computed on, every ``decorrelation_every`` steps, through the n×n
-Gram matrix: ``neuroalign.analysis.decorrelation_torch``), ``images_per_s`` and ``elapsed_s``. Any spreadsheet, pandas
+Gram matrix: ``neuroalign.analysis.decorrelation_torch`` with ``units="varying"``, i.e. units
+constant over the batch left out; NaN, with one warning a run saying why, when it cannot be
+computed), ``images_per_s`` and ``elapsed_s``. Any spreadsheet, pandas
 (``pd.read_csv``) or :func:`read_log` opens it.
 """
 
@@ -14,6 +16,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+__all__ = ["LOG_FIELDS", "format_row", "plot_log", "read_log", "start_log"]
 
 LOG_FIELDS = ("step", "loss", "lr", "decorrelation", "images_per_s", "elapsed_s")
 

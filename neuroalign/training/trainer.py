@@ -4,7 +4,8 @@ Reproducibility by construction: the images of step ``s``, their crops, flips, m
 all come from a generator seeded with ``(seed, s)``, and the global torch RNG is reseeded from
 ``(seed, s)`` at every step (for any randomness inside a model), so a run stopped at step N/2
 and resumed ends with exactly the weights of an uninterrupted run. The model's initial weights
-come from ``seed`` too.
+come from ``seed`` too, and so do the global NumPy and Python generators' states stored in the
+checkpoint: a recipe run twice writes byte-identical checkpoints.
 
 Several processes (``torchrun``, see :mod:`neuroalign.training.distributed`): ``batch_size`` is
 the global batch. Every process builds the same global batch and trains on its slice; each
@@ -18,7 +19,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,7 @@ from neuroalign.models import create_model
 from neuroalign.objectives import MIMBatch
 from neuroalign.training import augment, distributed
 from neuroalign.training.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
-from neuroalign.training.config import PretrainConfig
+from neuroalign.training.config import PretrainConfig, resume_conflicts
 from neuroalign.training.distributed import resolve_device
 from neuroalign.training.log import LOG_FIELDS, format_row, start_log
 from neuroalign.views import make_view, needs_foreground
@@ -51,13 +54,8 @@ __all__ = [
     "step_seed",
 ]
 
-#: Settings that may change when a run is resumed (they do not change what is computed, or
-#: only its speed / float rounding).
-RESUMABLE_CHANGES = frozenset({
-    "device", "amp", "channels_last", "compile", "pin_memory", "dist_backend",
-    "log_every", "decorrelation_every", "checkpoint_every",
-})
-
+#: The checkpoint's file name in a run folder.
+CHECKPOINT_NAME = "checkpoint.pt"
 
 def step_seed(seed: int, step: int) -> int:
     """The integer seed of every random choice at ``step`` of a run seeded with ``seed``."""
@@ -176,82 +174,74 @@ class _TrainingLoss(nn.Module):
 
 def pretrain(
     config: PretrainConfig,
-    out_dir: str | Path,
+    out: str | Path,
     *,
     images: torch.Tensor | None = None,
-    resume: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
 ) -> Path:
     """Train ``config.model`` by masked-image modeling; returns the final checkpoint's path.
 
-    Writes into ``out_dir`` (the process of rank 0 only): ``checkpoint.pt`` (latest,
+    Writes into the folder ``out`` (the process of rank 0 only): ``checkpoint.pt`` (latest,
     resumable) and ``log.csv`` (see :mod:`neuroalign.training.log`: loss, learning rate,
-    latent decorrelation L, throughput). With ``resume`` an existing checkpoint in ``out_dir``
-    is continued. ``stop_at`` ends the run early at that step (with a checkpoint), as an
-    interruption would. Under ``torchrun`` every process calls this function; see the
-    module docstring.
+    latent decorrelation L, throughput). A folder that already holds a checkpoint is an error
+    unless ``resume`` (continue it) or ``overwrite`` (start afresh). ``stop_at`` ends the run
+    early at that step (with a checkpoint), as an interruption would. Under ``torchrun`` every
+    process calls this function; see the module docstring.
 
     Args:
         config: the run's settings.
-        out_dir: the run folder (created).
+        out: the run folder (created).
         images: (N, 3, H, W) uint8 training images, or (N, 4, H, W) with a foreground map as
             the fourth channel; loaded from ``config.dataset`` when None.
-        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        resume: continue from ``out/checkpoint.pt`` when it exists (same settings required,
+            see ``config.RESUMABLE_CHANGES``); without one, start afresh.
+        overwrite: start afresh even if ``out`` holds a checkpoint (it is deleted first).
         progress: print the settings and show a progress bar.
         stop_at: stop after this many steps in all (≤ ``config.steps``).
     """
-    out_dir = Path(out_dir)
+    out = Path(out)
+    ckpt_path = out / CHECKPOINT_NAME
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: continue a run, or replace it")
+    if ckpt_path.exists() and not (resume or overwrite):
+        raise ValueError(
+            f"{ckpt_path} exists (a run of this folder): --resume (resume=True) continues it, "
+            "--overwrite (overwrite=True) starts afresh."
+        )
     info = distributed.setup(config.device, config.dist_backend)
     try:
-        return _pretrain(config, out_dir, info, images, resume, progress and info.is_main, stop_at)
+        return _pretrain(config, out, info, images, resume, progress and info.is_main, stop_at)
     finally:
         distributed.teardown(info)
 
 
 def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
+    # one function (~90 lines): the loop's running state (loss sum, timer, log file) spans steps
     device = info.device
     share = distributed.rank_slice(config.batch_size, info)
+    ckpt_path = out_dir / CHECKPOINT_NAME
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:  # overwrite (checked in pretrain): the old run must not be resumed later
+            ckpt_path.unlink(missing_ok=True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest conv kernels
     torch.manual_seed(config.seed)  # model initialisation
+    # the global NumPy and Python generators are recorded in checkpoints (for code outside the
+    # trainer): seeded, so that one recipe writes the same checkpoint bytes (and SHA-256) twice
+    np.random.seed(config.seed)
+    random.seed(config.seed)
     model = create_model(config.model, **config.model_kwargs).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
 
-    ckpt_path = out_dir / "checkpoint.pt"
-    start = 0
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        changed = _config_changes(state["config"], config)
-        if changed:
-            raise ValueError(
-                f"{ckpt_path} was written with other settings ({', '.join(changed)}); use another "
-                "output folder, or resume=False (--no-resume) to start afresh."
-            )
-        model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-        if state.get("rng_states"):
-            restore_rng_states(state["rng_states"])
-        start = state["step"]
-
-    given = images
-    if info.is_main:  # rank 0 first: it may download and fill caches; the others then read them
-        images = _training_images(given, config, progress)
-    distributed.barrier(info)
-    if not info.is_main:
-        images = _training_images(given, config, progress=False)
-
-    loss_module = _TrainingLoss(model)
-    wrapped: nn.Module = loss_module
-    if info.enabled:
-        device_ids = [device.index] if device.type == "cuda" else None
-        wrapped = nn.parallel.DistributedDataParallel(loss_module, device_ids=device_ids)
-    if config.compile:
-        wrapped = torch.compile(wrapped)
+    start = _restore(ckpt_path, config, model, optimizer, device) if resume else 0
+    images = _training_images_in_rank_order(images, config, progress, info)
+    wrapped = _wrap(model, config, info)
 
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     if progress:
@@ -263,7 +253,7 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
     bar = tqdm(range(start, end), desc="pretrain", disable=not progress, initial=start,
                total=config.steps, dynamic_ncols=True)
     running_loss = torch.zeros((), device=device, dtype=torch.float64)
-    n_running, last_decorrelation = 0, float("nan")
+    n_running, last_decorrelation, warned = 0, float("nan"), False
     tick = t0 = time.perf_counter()
     model.train()
     log_file = log_path.open("a", newline="") if info.is_main else None
@@ -295,7 +285,11 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
             n_running += 1
             done = step + 1
             if config.decorrelation_every and step % config.decorrelation_every == 0:
-                last_decorrelation = _decorrelation(latent, info)
+                last_decorrelation, why = _decorrelation(latent, info)
+                if why and not warned and info.is_main:  # once a run: the NaNs in the log say the rest
+                    warnings.warn(f"{log_path}: decorrelation logged as NaN from step {step} "
+                                  f"on: {why}", RuntimeWarning, stacklevel=3)
+                    warned = True
             if done == end or (config.log_every and done % config.log_every == 0):
                 mean_loss = distributed.mean_over_ranks(running_loss, info).item() / n_running
                 now = time.perf_counter()
@@ -321,18 +315,64 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
     return ckpt_path
 
 
-def _decorrelation(latent: torch.Tensor, info) -> float:
-    """FocusMIM's L of the latent of the whole (global) batch, through the n×n Gram matrix."""
+def _restore(ckpt_path: Path, config, model, optimizer, device) -> int:
+    """Load the checkpoint of the run being resumed, if any; returns the step to start from."""
+    if not ckpt_path.exists():
+        return 0
+    state = load_checkpoint(ckpt_path, map_location=device)
+    changed = resume_conflicts(state["config"], config)
+    if changed:
+        raise ValueError(
+            f"{ckpt_path} was written with other settings ({', '.join(changed)}); use another "
+            "output folder, or overwrite=True (--overwrite) to start afresh."
+        )
+    model.load_state_dict(state["model_state"])
+    optimizer.load_state_dict(state["optimizer_state"])
+    if state.get("rng_states"):
+        restore_rng_states(state["rng_states"])
+    return state["step"]
+
+
+def _training_images_in_rank_order(given, config, progress: bool, info) -> torch.Tensor:
+    """Rank 0 first: it may download and fill caches; the others then read them."""
+    images = _training_images(given, config, progress) if info.is_main else None
+    distributed.barrier(info)
+    if not info.is_main:
+        images = _training_images(given, config, progress=False)
+    return images
+
+
+def _wrap(model: nn.Module, config, info) -> nn.Module:
+    """``training_loss`` as the module called each step: under DDP, compiled if asked."""
+    wrapped: nn.Module = _TrainingLoss(model)
+    if info.enabled:
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        wrapped = nn.parallel.DistributedDataParallel(wrapped, device_ids=device_ids)
+    if config.compile:
+        wrapped = torch.compile(wrapped)
+    return wrapped
+
+
+def _decorrelation(latent: torch.Tensor, info) -> tuple[float, str]:
+    """FocusMIM's L of the latent of the whole (global) batch, through the n×n Gram matrix,
+    over the units that vary (``units="varying"``; see ``neuroalign.analysis.decorrelation``).
+
+    Returns (L, why L is NaN: "" when it is not, or on ranks other than 0, which log nothing).
+    """
     if not isinstance(latent, torch.Tensor) or latent.ndim < 2:
-        return float("nan")  # a model that returns no latent batch
+        got = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
+        return float("nan"), f"the model's training_loss returns no latent batch (got {got})"
     with torch.no_grad():
         z = distributed.gather_rows(latent.detach().flatten(1).float(), info)
         if not info.is_main:
-            return float("nan")
+            return float("nan"), ""
         try:
-            return decorrelation_torch(z).item()
-        except ValueError:  # every unit constant over the batch (e.g. all ReLUs dead)
-            return float("nan")
+            value = decorrelation_torch(z).item()
+        except ValueError as err:  # e.g. every unit constant over the batch (all ReLUs dead)
+            return float("nan"), str(err)
+    if not math.isfinite(value):
+        return value, "the latent holds NaN or infinite values"
+    return value, ""
 
 
 def _training_images(images, config: PretrainConfig, progress: bool) -> torch.Tensor:
@@ -348,32 +388,6 @@ def _training_images(images, config: PretrainConfig, progress: bool) -> torch.Te
     if images.shape[1] == 3 and needs_foreground(config):
         images = attach_foreground(images, config, progress)
     return images
-
-
-def _config_changes(saved: dict, config: PretrainConfig) -> list[str]:
-    """Settings that differ between a checkpoint and ``config`` and forbid resuming."""
-    defaults = PretrainConfig.__dataclass_fields__
-    current = config.to_dict()
-    changed = []
-    for key, value in current.items():
-        if key in RESUMABLE_CHANGES:
-            continue
-        if key == "steps" and not config.cosine_schedule:
-            continue  # a constant schedule can be extended
-        old = saved.get(key, _default(defaults[key]))
-        if _normalise(old) != _normalise(value):
-            changed.append(f"{key}: {old!r} → {value!r}")
-    return changed
-
-
-def _default(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
-
-
-def _normalise(value):
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _print_settings(config, model, device, info, n_images, start, end) -> None:

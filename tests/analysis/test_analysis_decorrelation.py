@@ -32,6 +32,62 @@ def plain_loop_L(x):
     return total / d
 
 
+def focusmim_reference_L(x):
+    """The FocusMIM reference's formula, written out on the D x D matrix over ALL units:
+    (x - mean) / (std + 1e-5), C = ZᵀZ / (n - 1), L = sum of squared off-diagonals / D."""
+    x = x.reshape(len(x), -1)
+    n, d = x.shape
+    z = (x - x.mean(0)) / (x.std(0, ddof=1) + 1e-5)
+    c = z.T @ z / (n - 1)
+    off = c[~np.eye(d, dtype=bool)]
+    return (off**2).sum() / d, np.abs(c[np.triu_indices(d, 1)]).mean()
+
+
+def with_dead_units(n, d, seed=0):
+    """Correlated units, some of them dead (all zero, as a ReLU that never fires) or constant,
+    and one with a tiny spread, where std + 1e-5 differs most from std."""
+    x = correlated(n, d, seed)
+    x[:, [2, 7, 11]] = 0.0
+    x[:, 5] = 0.3
+    x[:, 9] = 1e-5 * np.random.default_rng(seed + 1).normal(size=n)
+    return x
+
+
+@pytest.mark.parametrize("n, d", [(30, 80), (80, 30)])  # D > n and D < n
+def test_units_all_is_the_reference_formula_with_dead_units(n, d):
+    x = with_dead_units(n, d)
+    expected_L, expected_r = focusmim_reference_L(x)
+    out = decorrelation(x, units="all", block_size=7)
+    assert out["L"] == pytest.approx(expected_L, rel=1e-9)
+    assert out["mean_abs_r"] == pytest.approx(expected_r, rel=1e-9)
+    assert out["n_units"] == d and out["n_constant_units"] == 4
+    streamed = decorrelation(x, units="all", chunk_size=9)
+    assert streamed["L"] == pytest.approx(expected_L, rel=1e-9)
+    assert streamed["mean_abs_r"] == pytest.approx(expected_r, rel=1e-9)
+    torch_L = decorrelation_torch(torch.from_numpy(x).reshape(n, -1), units="all")
+    assert torch_L.item() == pytest.approx(expected_L, rel=1e-9)
+    # the two choices differ on these data: dead units dilute L by D_all / D_varying, and the
+    # tiny-spread unit loses most of its correlations to the 1e-5 guard
+    varying = decorrelation(x)
+    assert varying["n_units"] == d - 4
+    assert varying["L"] > out["L"] * d / (d - 4) * 1.001
+
+
+def test_units_all_bootstrap_and_layerwise():
+    x = with_dead_units(40, 30)
+    ds = layerwise_decorrelation({"a": x}, units="all", n_boot=5, seed=1)
+    assert ds.attrs["units"] == "all"
+    assert float(ds["L"].sel(layer="a")) == pytest.approx(focusmim_reference_L(x)[0], rel=1e-9)
+    boot = bootstrap_decorrelation(x, n_boot=5, seed=1, units="all", bias_correct=False)
+    rng = np.random.default_rng(1)
+    values = [focusmim_reference_L(x[rng.integers(0, 40, size=40)])[0] for _ in range(5)]
+    assert boot["L_lo"] == pytest.approx(np.percentile(values, 2.5), rel=1e-9)
+    with pytest.raises(ValueError, match="units must be one of"):
+        decorrelation(x, units="dead")
+    with pytest.raises(ValueError, match="constant"):
+        decorrelation(np.zeros((10, 4)), units="all")
+
+
 @pytest.mark.parametrize("n, d", [(40, 150), (150, 40)])  # D > n and D < n
 def test_gram_formula_matches_dxd_reference(n, d):
     x = correlated(n, d)
@@ -170,7 +226,8 @@ def test_layerwise_dataset_and_netcdf_round_trip(tmp_path):
         "conv1": correlated(30, 48, seed=1).reshape(30, 3, 4, 4),
         "conv2": correlated(30, 20, seed=2),
     }
-    ds = layerwise_decorrelation(layers, n_boot=20, seed=1)
+    ds = layerwise_decorrelation(activations=layers, n_boot=20, seed=1)
+    assert ds.attrs["units"] == "varying"
     assert ds.sizes == {"layer": 2}
     assert list(ds.layer.values) == ["conv1", "conv2"]
     for name, x in layers.items():

@@ -1,5 +1,6 @@
 """The command line, end to end on the real data (skipped without NEUROALIGN_DATA)."""
 
+import os
 import subprocess
 import sys
 
@@ -8,19 +9,37 @@ import numpy as np
 import pytest
 import rsatoolbox
 import xarray as xr
+from PIL import Image
 from scipy.stats import spearmanr
 
+import neuroalign
 from neuroalign.cli import build_parser, main
+from neuroalign.training import load_checkpoint
 
+#: The real data the demo reads (its tests skip, naming the missing ones, without them).
+DEMO_DATA = pytest.mark.shared_data(
+    "cifar10_jpeg.tar.gz", "kriegeskorte92/Kriegeskorte_Neuron2008_supplementalData.mat",
+    "kriegeskorte92/92_brainRDMs.mat",
+)
 SUBCOMMANDS = ["demo", "pretrain", "extract", "layers", "decorrelation", "probe", "rsa",
                "compare-models", "partition"]
 
 
-def test_help_lists_subcommands():
-    out = subprocess.run([sys.executable, "-m", "neuroalign.cli", "--help"], capture_output=True,
+@pytest.mark.parametrize("module", ["neuroalign", "neuroalign.cli"])
+def test_help_lists_subcommands(module):
+    """``python -m neuroalign`` (what ``torchrun … -m neuroalign`` runs) is the command."""
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                          text=True, check=True).stdout
+    assert out.startswith("usage: neuroalign ")
     for name in SUBCOMMANDS:
         assert name in out
+
+
+def test_python_m_neuroalign_returns_the_exit_code(tmp_path):
+    missing = tmp_path / "missing.toml"
+    run = subprocess.run([sys.executable, "-m", "neuroalign", "pretrain", str(missing), "--out",
+                          str(tmp_path / "run")], capture_output=True, text=True)
+    assert run.returncode == 2 and "missing.toml" in run.stderr
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
@@ -33,8 +52,39 @@ def test_every_option_has_help(name):
 
 
 def test_import_needs_no_gpu():
-    code = "import neuroalign, torch; assert not torch.cuda.is_available() or True; print(neuroalign.__version__)"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    """Importing the package (and its training and extraction) touches no CUDA device."""
+    code = ("import neuroalign, neuroalign.training, neuroalign.extraction, torch\n"
+            "assert not torch.cuda.is_initialized()\n"
+            "print(neuroalign.__version__)")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env=env).stdout
+    assert out.strip() == neuroalign.__version__
+
+
+def test_pretrain_resume_and_overwrite_options(tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('model = "conv_mae_tiny"\ndataset = "folder"\nimage_size = 16\n'
+                      'batch_size = 4\nsteps = 2\ncheckpoint_every = 1\nlog_every = 1\n'
+                      'decorrelation_every = 0\ndevice = "cpu"\n')
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    args = ["pretrain", str(recipe), "--out", str(tmp_path / "run"), "--data-path", str(images)]
+    assert main([*args, "--steps", "1"]) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt exists" in err and "--resume" in err and "--overwrite" in err
+    assert main([*args, "--resume"]) == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
+    assert main([*args, "--overwrite", "--steps", "1"]) == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*args, "--resume", "--overwrite"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_bad_recipe_is_a_clean_error(tmp_path, capsys):
@@ -53,6 +103,7 @@ def demo_run(tmp_path_factory, shared_data):
     return out
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_demo_writes_every_file(demo_run):
     for name in ["pretrain/checkpoint.pt", "pretrain/log.csv", "activations_kriegeskorte92.nc",
@@ -61,6 +112,7 @@ def test_demo_writes_every_file(demo_run):
     assert not list(demo_run.rglob("*.partial"))
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_demo_activation_file_opens_with_plain_netcdf4(demo_run):
     with netCDF4.Dataset(demo_run / "activations_kriegeskorte92.nc") as ds:
@@ -74,6 +126,7 @@ def test_demo_activation_file_opens_with_plain_netcdf4(demo_run):
         assert tree["encoder/blocks/0"]["activation"].shape == (92, 32, 16, 16)
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_demo_numbers_recomputed_independently(demo_run, shared_data):
     """The demo's RSA and decorrelation, recomputed with rsatoolbox and numpy from the file."""
@@ -139,6 +192,7 @@ def test_reading_activations_needs_no_torch(tmp_path):
     assert "(2, 3)" in out.stdout
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_rsa_subcommand_with_bootstrap_and_layer_tests(demo_run, tmp_path, capsys):
     acts = demo_run / "activations_kriegeskorte92.nc"
@@ -157,6 +211,7 @@ def test_rsa_subcommand_with_bootstrap_and_layer_tests(demo_run, tmp_path, capsy
     assert (tmp_path / "rsa.png").is_file()
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_compare_models_cka_and_rsa(demo_run, tmp_path):
     acts = demo_run / "activations_kriegeskorte92.nc"
@@ -177,6 +232,7 @@ def test_compare_models_cka_and_rsa(demo_run, tmp_path):
     assert np.allclose(np.diag(rsa[list(rsa.data_vars)[0]].values), 1.0)
 
 
+@DEMO_DATA
 @pytest.mark.slow
 def test_partition_parts_sum_to_total(demo_run, tmp_path):
     acts = demo_run / "activations_kriegeskorte92.nc"

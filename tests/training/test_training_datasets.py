@@ -119,6 +119,7 @@ def test_empty_or_missing_folder(tmp_path):
         load_images("imagenet")
 
 
+@pytest.mark.shared_data("cifar10_jpeg.tar.gz")
 def test_cifar10_from_the_shared_data(shared_data):
     from neuroalign.data.cifar import load_cifar10
 

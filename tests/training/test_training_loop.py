@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neuroalign.models import create_model
-from neuroalign.training import PretrainConfig, load_checkpoint, pretrain
+from neuroalign.training import PretrainConfig, load_checkpoint, pretrain, sha256_file
 from neuroalign.training.log import plot_log, read_log
 from neuroalign.training.trainer import learning_rate, prepare_batch
 
@@ -25,15 +25,6 @@ def config(**kw):
                 decorrelation_every=2, checkpoint_every=0, seed=5, device="cpu")
     base.update(kw)
     return PretrainConfig(**base)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: small convolutions on a busy 2-core machine run several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def weights(path):
@@ -89,19 +80,76 @@ def test_one_seed_decides_everything(tmp_path):
     state = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
     assert state["seed"] == 5 and state["config"]["seed"] == 5
     assert set(state["rng_states"]) == {"torch", "cuda", "numpy", "python"}
+    # the same bytes: activation files record the checkpoint's SHA-256
+    np.random.seed(None)  # whatever the process's global generators held before
+    assert sha256_file(tmp_path / "a" / "checkpoint.pt") == sha256_file(tmp_path / "b" / "checkpoint.pt")
+    pretrain(config(), tmp_path / "d", images=images, progress=False)
+    assert sha256_file(tmp_path / "a" / "checkpoint.pt") == sha256_file(tmp_path / "d" / "checkpoint.pt")
 
 
 def test_resume_rules(tmp_path):
     images = smooth_images()
     pretrain(config(), tmp_path, images=images, progress=False, stop_at=2)
-    with pytest.raises(ValueError, match=r"lr: 0\.003 → 0\.01"):
-        pretrain(config(lr=1e-2), tmp_path, images=images, progress=False)
+    with pytest.raises(ValueError, match=r"lr: 0\.003 → 0\.01.*--overwrite"):
+        pretrain(config(lr=1e-2), tmp_path, images=images, progress=False, resume=True)
     # hardware and logging settings may change; a constant schedule may be extended
     path = pretrain(config(log_every=3, steps=8, channels_last=True), tmp_path, images=images,
-                    progress=False)
+                    progress=False, resume=True)
     assert load_checkpoint(path)["step"] == 8
     with pytest.raises(ValueError, match="steps"):
-        pretrain(config(steps=12, cosine_schedule=True), tmp_path, images=images, progress=False)
+        pretrain(config(steps=12, cosine_schedule=True), tmp_path, images=images, progress=False,
+                 resume=True)
+
+
+def test_a_folder_with_a_checkpoint_needs_resume_or_overwrite(tmp_path):
+    images = smooth_images()
+    first = weights(pretrain(config(), tmp_path, images=images, progress=False, stop_at=2))
+    with pytest.raises(ValueError) as err:
+        pretrain(config(), tmp_path, images=images, progress=False)
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path / "checkpoint.pt") in message
+    assert "--resume" in message and "--overwrite" in message
+    assert weights(tmp_path / "checkpoint.pt").keys() == first.keys()  # left as it was
+    with pytest.raises(ValueError, match="exclude each other"):
+        pretrain(config(), tmp_path, images=images, progress=False, resume=True, overwrite=True)
+    # overwrite: a fresh run, whatever the folder held (other settings too), equal to one
+    # in an empty folder
+    replaced = pretrain(config(lr=1e-2), tmp_path, images=images, progress=False, overwrite=True)
+    fresh = pretrain(config(lr=1e-2), tmp_path / "fresh", images=images, progress=False)
+    assert load_checkpoint(replaced)["step"] == 6
+    a, b = weights(replaced), weights(fresh)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_log(tmp_path / "log.csv")["step"].values.tolist() == [2, 4, 6]
+    # resume without a checkpoint starts afresh
+    path = pretrain(config(), tmp_path / "new", images=images, progress=False, resume=True)
+    assert load_checkpoint(path)["step"] == 6
+
+
+class _DeadLatent(torch.nn.Module):
+    """A model whose latent never varies (every unit constant, as all-dead ReLUs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def training_loss(self, batch):
+        loss = ((batch.inputs * self.w - batch.target) ** 2).mean()
+        return loss, torch.zeros(len(batch.inputs), 4) * self.w
+
+
+def test_decorrelation_error_is_logged_as_nan_with_one_warning(tmp_path, monkeypatch):
+    from neuroalign.training import trainer
+
+    monkeypatch.setattr(trainer, "create_model", lambda name, **kw: _DeadLatent())
+    with pytest.warns(RuntimeWarning) as caught:
+        pretrain(config(steps=6, decorrelation_every=1), tmp_path, images=smooth_images(),
+                 progress=False)
+    ours = [w for w in caught if "decorrelation" in str(w.message)]
+    assert len(ours) == 1  # once a run, not once a step
+    message = str(ours[0].message)
+    assert "NaN from step 0" in message and "constant" in message and "log.csv" in message
+    log = read_log(tmp_path / "log.csv")
+    assert np.isnan(log["decorrelation"].values).all() and np.isfinite(log["loss"].values).all()
 
 
 def test_channels_last_and_bf16_autocast_train(tmp_path):
