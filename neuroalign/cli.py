@@ -32,6 +32,7 @@ def _add_demo(sub):
                    help="CIFAR-10 test images per class the probe is scored on (default 100)")
     p.add_argument("--device", default="auto", help="'auto' (GPU when there is one), 'cpu', 'cuda', 'cuda:1' …")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="run again into an --out that holds a demo run")
     p.set_defaults(run=_run_demo)
 
 
@@ -41,7 +42,8 @@ def _run_demo(args):
     run_demo(args.out, DemoSettings(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         probe_train_per_class=args.probe_train_per_class,
-        probe_test_per_class=args.probe_test_per_class, device=args.device, seed=args.seed))
+        probe_test_per_class=args.probe_test_per_class, device=args.device, seed=args.seed),
+        overwrite=args.overwrite)
 
 
 def _add_pretrain(sub):
@@ -260,13 +262,17 @@ def _add_probe(sub):
     p = sub.add_parser(
         "probe", help="linear-probe accuracy per layer (train file → test file)",
         description="Train a linear classifier on each layer's flattened activations of one file "
-        "and report its accuracy on another (FocusMIM protocol: Adam, early stopping on a "
-        "validation split of the training file; or scikit-learn logistic regression).")
+        "and report its accuracy on another: the FocusMIM reference readout (raw features, Adam "
+        "lr 1e-4, weight decay 1e-8, early stopping on the validation loss of a split of the "
+        "training file), the same with standardised features and stopping on validation "
+        "accuracy, or scikit-learn logistic regression.")
     p.add_argument("train", type=Path, help="activation file of the training stimuli")
     p.add_argument("test", type=Path, help="activation file of the test stimuli")
     p.add_argument("--label", default="label", help="presentation coordinate holding the class (default 'label')")
     p.add_argument("--kind", choices=["torch", "sklearn"], default="torch",
                    help="torch: linear layer + Adam + early stopping; sklearn: standardised logistic regression with CV'd C")
+    p.add_argument("--protocol", choices=["focusmim", "standardized-accuracy"], default="focusmim",
+                   help="torch probe protocol (default focusmim, the reference's readout)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds (spread reported)")
     p.add_argument("--device", default=None, help="device of the torch probe (default: GPU if any)")
     _add_analysis_io(p)
@@ -276,7 +282,9 @@ def _add_probe(sub):
 def _run_probe(args):
     from neuroalign import workflows
 
-    params = {"device": args.device} if args.kind == "torch" and args.device else {}
+    params = {"protocol": args.protocol} if args.kind == "torch" else {}
+    if args.kind == "torch" and args.device:
+        params["device"] = args.device
     ds = workflows.probe_from_files(args.train, args.test, args.layers, label=args.label,
                                     kind=args.kind, seeds=args.seeds, **params)
     _finish(ds, args.out, ["accuracy_mean", "accuracy_std"])

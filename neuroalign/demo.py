@@ -52,48 +52,40 @@ def demo_config(settings: DemoSettings) -> PretrainConfig:
     )
 
 
-def run_demo(out: str | Path, settings: DemoSettings | None = None, progress: bool = True) -> dict[str, Path]:
-    """Run the chain into ``out``; returns the paths of the files written."""
+DEMO_FILES = ("pretrain/checkpoint.pt", "activations_kriegeskorte92.nc", "results.nc")
+
+
+def run_demo(
+    out: str | Path,
+    settings: DemoSettings | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """Run the chain into the folder ``out``; returns the paths of the files written.
+
+    A folder that already holds the demo's files is an error unless ``overwrite``."""
     from neuroalign.analysis.plots import plot_layerwise_rsa
-    from neuroalign.data.cifar import load_cifar10
-    from neuroalign.data.stimulus_sets import load_kriegeskorte92
-    from neuroalign.extraction import extract, image_transform
-    from neuroalign.provenance import checkpoint_attrs
-    from neuroalign.training import load_model, pretrain
-    from neuroalign.training.trainer import resolve_device
+    from neuroalign.training import pretrain
 
     settings = settings or DemoSettings()
     out = Path(out)
+    existing = [name for name in DEMO_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds a demo run ({', '.join(existing)}); choose another --out, or "
+            "--overwrite (overwrite=True) to run it again."
+        )
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     say = print if progress else (lambda *a, **k: None)
 
     say("[1/4] pretraining (periphery masking, ratio 0.8, mean-colour fill, loss on hidden pixels)")
     config = demo_config(settings)
-    checkpoint = pretrain(config, out / "pretrain", overwrite=True, progress=progress)
+    checkpoint = pretrain(config, out / "pretrain", overwrite=overwrite, progress=progress)
 
     say("[2/4] extracting encoder activations")
-    device = resolve_device(settings.device)
-    model, state = load_model(checkpoint, device)
-    transform = image_transform(config.image_size)
-    attrs = {
-        **checkpoint_attrs(checkpoint, state),
-        "recipe": "neuroalign demo",
-        "input_size": config.image_size,
-        "normalisation": "none (pixels in [0, 1])",
-    }
-    stimuli = load_kriegeskorte92()
-    activations = extract(model, stimuli, None, out / "activations_kriegeskorte92.nc",
-                          transform=transform, batch_size=92, device=device, attrs=attrs,
-                          progress=progress)
-    probe_files = {}
-    (out / "probe").mkdir(exist_ok=True)
-    for split, per_class in (("train", settings.probe_train_per_class),
-                             ("test", settings.probe_test_per_class)):
-        cifar = load_cifar10(split, n_per_class=per_class, seed=settings.seed)
-        probe_files[split] = extract(
-            model, cifar, None, out / "probe" / f"activations_cifar10_{split}.nc",
-            transform=transform, batch_size=250, device=device, attrs=attrs, progress=progress)
+    activations, probe_files, attrs, device = _extract(checkpoint, config, settings, out,
+                                                       overwrite, progress)
 
     say("[3/4] analysing: decorrelation, linear probe, RSA against human IT")
     decorrelation = workflows.decorrelation_from_file(activations)
@@ -103,7 +95,72 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, progress: bo
     rsa = workflows.rsa_from_file(activations, "kriegeskorte-hit", compare_method="spearman")
 
     say("[4/4] writing results")
-    results = xr.Dataset(
+    results = _results(decorrelation, probe, rsa, activations, attrs)
+    results_path = workflows.save_results(results, out / "results.nc")
+    figures = plot_layerwise_rsa(rsa, out / "rsa_layers.png")
+
+    table = workflows.format_table(
+        results, ["decorrelation_L", "mean_abs_r", "probe_accuracy", "rsa_hit_spearman", "rsa_hit_sem"])
+    say("\n" + table)
+    say(f"noise ceiling (human IT, Spearman): lower {float(results.noise_ceiling_lower):.3f}, "
+        f"upper {float(results.noise_ceiling_upper):.3f}")
+    files = {
+        "checkpoint": checkpoint,
+        "training log": out / "pretrain" / "log.csv",
+        "activations": activations,
+        "probe activations (train)": probe_files["train"],
+        "probe activations (test)": probe_files["test"],
+        "results": results_path,
+        **{f"figure ({p.suffix[1:]})": p for p in figures},
+    }
+    say("\nfiles:")
+    for name, path in files.items():
+        say(f"  {name:<26} {path}")
+    say(f"done in {time.perf_counter() - t0:.0f} s")
+    return files
+
+
+def _extract(checkpoint: Path, config: PretrainConfig, settings: DemoSettings, out: Path,
+             overwrite: bool, progress: bool):
+    """The encoder's activations: the 92 Kriegeskorte stimuli, and CIFAR-10 for the probe.
+
+    Returns (Kriegeskorte file, {split: CIFAR-10 file}, provenance attrs, device)."""
+    from neuroalign.data.cifar import load_cifar10
+    from neuroalign.data.stimulus_sets import load_kriegeskorte92
+    from neuroalign.extraction import extract, image_transform
+    from neuroalign.provenance import checkpoint_attrs
+    from neuroalign.training import load_model
+    from neuroalign.training.trainer import resolve_device
+
+    device = resolve_device(settings.device)
+    model, state = load_model(checkpoint, device)
+    transform = image_transform(config.image_size)
+    attrs = {
+        **checkpoint_attrs(checkpoint, state),
+        "recipe": "neuroalign demo",
+        "input_size": config.image_size,
+        "normalisation": "none (pixels in [0, 1])",
+    }
+    activations = extract(model, load_kriegeskorte92(), None,
+                          out / "activations_kriegeskorte92.nc", transform=transform,
+                          batch_size=92, device=device, attrs=attrs, overwrite=overwrite,
+                          progress=progress)
+    probe_files = {}
+    (out / "probe").mkdir(exist_ok=True)
+    for split, per_class in (("train", settings.probe_train_per_class),
+                             ("test", settings.probe_test_per_class)):
+        cifar = load_cifar10(split, n_per_class=per_class, seed=settings.seed)
+        probe_files[split] = extract(
+            model, cifar, None, out / "probe" / f"activations_cifar10_{split}.nc",
+            transform=transform, batch_size=250, device=device, attrs=attrs, overwrite=overwrite,
+            progress=progress)
+    return activations, probe_files, attrs, device
+
+
+def _results(decorrelation: xr.Dataset, probe: xr.Dataset, rsa: xr.Dataset, activations: Path,
+             attrs: dict) -> xr.Dataset:
+    """The per-layer table the demo writes to results.nc."""
+    return xr.Dataset(
         {
             "decorrelation_L": decorrelation["L"],
             "mean_abs_r": decorrelation["mean_abs_r"],
@@ -127,25 +184,3 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, progress: bo
             **{k: v for k, v in attrs.items() if k != "checkpoint"},
         },
     )
-    results_path = workflows.save_results(results, out / "results.nc")
-    figures = plot_layerwise_rsa(rsa, out / "rsa_layers.png")
-
-    table = workflows.format_table(
-        results, ["decorrelation_L", "mean_abs_r", "probe_accuracy", "rsa_hit_spearman", "rsa_hit_sem"])
-    say("\n" + table)
-    say(f"noise ceiling (human IT, Spearman): lower {float(results.noise_ceiling_lower):.3f}, "
-        f"upper {float(results.noise_ceiling_upper):.3f}")
-    files = {
-        "checkpoint": checkpoint,
-        "training log": out / "pretrain" / "log.csv",
-        "activations": activations,
-        "probe activations (train)": probe_files["train"],
-        "probe activations (test)": probe_files["test"],
-        "results": results_path,
-        **{f"figure ({p.suffix[1:]})": p for p in figures},
-    }
-    say("\nfiles:")
-    for name, path in files.items():
-        say(f"  {name:<26} {path}")
-    say(f"done in {time.perf_counter() - t0:.0f} s")
-    return files

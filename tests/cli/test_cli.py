@@ -113,6 +113,20 @@ def test_demo_writes_every_file(demo_run):
 
 
 @DEMO_DATA
+def test_demo_refuses_a_folder_with_a_run_unless_overwrite(demo_run, capsys, monkeypatch):
+    before = (demo_run / "results.nc").read_bytes()
+    assert main(["demo", "--out", str(demo_run), "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a demo run" in err and "--overwrite" in err
+    assert (demo_run / "results.nc").read_bytes() == before  # refused before touching anything
+    ran = []
+    monkeypatch.setattr("neuroalign.demo.demo_config", lambda s: ran.append(s) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # with --overwrite it goes on to pretraining
+        main(["demo", "--out", str(demo_run), "--steps", "6", "--overwrite"])
+    assert ran
+
+
+@DEMO_DATA
 @pytest.mark.slow
 def test_demo_activation_file_opens_with_plain_netcdf4(demo_run):
     with netCDF4.Dataset(demo_run / "activations_kriegeskorte92.nc") as ds:
@@ -198,7 +212,7 @@ def test_rsa_subcommand_with_bootstrap_and_layer_tests(demo_run, tmp_path, capsy
     acts = demo_run / "activations_kriegeskorte92.nc"
     out = tmp_path / "rsa.nc"
     layers = ["encoder.blocks.0", "encoder.blocks.8"]
-    assert main(["rsa", str(acts), "--layers", *layers, "--bootstrap", "50", "--test", "bootstrap",
+    assert main(["rsa", str(acts), "--layers", *layers, "--n-boot", "50", "--test", "bootstrap",
                  "--out", str(out), "--figure", str(tmp_path / "rsa.png")]) == 0
     text = capsys.readouterr().out
     assert "noise ceiling" in text and "encoder.blocks.0 − encoder.blocks.8" in text
@@ -215,7 +229,7 @@ def test_rsa_subcommand_with_bootstrap_and_layer_tests(demo_run, tmp_path, capsy
 @pytest.mark.slow
 def test_compare_models_cka_and_rsa(demo_run, tmp_path):
     acts = demo_run / "activations_kriegeskorte92.nc"
-    assert main(["compare-models", str(acts), "--method", "cka", "--out", str(tmp_path / "cka.nc")]) == 0
+    assert main(["compare-models", str(acts), "--compare", "cka", "--out", str(tmp_path / "cka.nc")]) == 0
     cka = xr.load_dataset(tmp_path / "cka.nc")["cka"]
     assert cka.shape == (9, 9)
     assert np.allclose(np.diag(cka.values), 1.0)
@@ -227,7 +241,7 @@ def test_compare_models_cka_and_rsa(demo_run, tmp_path):
     x, y = x - x.mean(0), y - y.mean(0)
     expected = np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
     assert float(cka.sel(layer_a="encoder.blocks.0", layer_b="encoder.blocks.8")) == pytest.approx(expected, rel=1e-6)
-    assert main(["compare-models", str(acts), "--method", "spearman", "--out", str(tmp_path / "rsa.nc")]) == 0
+    assert main(["compare-models", str(acts), "--compare", "spearman", "--out", str(tmp_path / "rsa.nc")]) == 0
     rsa = xr.load_dataset(tmp_path / "rsa.nc")
     assert np.allclose(np.diag(rsa[list(rsa.data_vars)[0]].values), 1.0)
 

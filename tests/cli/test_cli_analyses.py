@@ -129,3 +129,28 @@ def test_decorrelation_takes_n_boot(files, tmp_path):
     assert main(["decorrelation", str(acts), "--n-boot", "20", "--seed", "1", "--out", str(out)]) == 0
     ds = xr.load_dataset(out)
     assert (ds.L_lo <= ds.L_hi).all() and ds.sizes["layer"] == 3
+
+
+@pytest.mark.parametrize("protocol", ["focusmim", "standardized-accuracy"])
+def test_probe_protocol_reaches_the_probe(tmp_path, protocol):
+    """`neuroalign probe --protocol P` gives LinearProbe(protocol=P)'s accuracy on the same data."""
+    from neuroalign.analysis.probes import LinearProbe
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 20)) * 3
+    arrays, paths = {}, {}
+    for split, n in (("train", 120), ("test", 60)):
+        labels = np.repeat(np.arange(3), n // 3)
+        # a large offset and scale: standardising or not changes the fit
+        x = (centres[labels] + rng.normal(size=(n, 20))) * 50 + 400
+        arrays[split] = (x.astype(np.float32), labels)
+        paths[split] = tmp_path / f"{split}.nc"
+        ids = np.array([f"{split}{i:03d}" for i in range(n)])
+        with ActivationWriter(paths[split]) as writer:
+            writer.write_batch({"fc": x.astype(np.float32)}, ids, {"label": labels})
+    out = tmp_path / "probe.nc"
+    assert main(["probe", str(paths["train"]), str(paths["test"]), "--protocol", protocol,
+                 "--device", "cpu", "--out", str(out)]) == 0
+    ds = xr.load_dataset(out)
+    probe = LinearProbe(protocol=protocol, device="cpu", seed=0).fit(*arrays["train"])
+    assert float(ds["accuracy_mean"].sel(layer="fc")) == pytest.approx(probe.score(*arrays["test"]))
