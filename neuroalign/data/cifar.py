@@ -30,6 +30,15 @@ from PIL import Image
 from neuroalign.data.files import cache_dir, fetch, sha256sum
 from neuroalign.data.stimuli import StimulusSet
 
+__all__ = [
+    "SPLITS",
+    "balanced_subset",
+    "decode_archive",
+    "decode_python_archive",
+    "default_archive",
+    "load_cifar10",
+]
+
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 from neuroalign.data.files import cache_dir as neuroalign_cache_dir
 from neuroalign.data.files import data_root
 
+__all__ = ["cache_key", "default_cache_dir", "foreground_maps", "rembg_session"]
+
 
 def foreground_maps(
     images,

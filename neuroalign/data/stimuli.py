@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+__all__ = ["StimulusSet"]
+
 
 @dataclass
 class StimulusSet:
