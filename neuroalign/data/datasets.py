@@ -18,6 +18,7 @@ from neuroalign.data.files import cache_dir
 
 __all__ = [
     "SOURCES",
+    "STL10_SPLITS",
     "cifar10_images",
     "default_stl10_root",
     "folder_images",
