@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+__all__ = ["build_parser", "main"]
+
 DESCRIPTION = """\
 neuroalign: pretrain foveal masked-image-modeling encoders, extract their layer activations
 to netCDF, and compare them with brains (decorrelation, linear probes, RSA).

@@ -16,6 +16,15 @@ import math
 
 import torch
 
+__all__ = [
+    "STARTS",
+    "centre_fixations",
+    "first_fixations",
+    "saccade_sequences",
+    "saliency_fixations",
+    "uniform_fixations",
+]
+
 STARTS = ("centre", "uniform", "saliency")
 
 

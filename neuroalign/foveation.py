@@ -32,6 +32,19 @@ import torch.nn.functional as F
 
 from neuroalign.fixations import centre_fixations
 
+__all__ = [
+    "HALF_RESOLUTION_ECCENTRICITY",
+    "KERNEL_SIZE",
+    "LEVELS",
+    "PIXELS_PER_DEGREE",
+    "SIGMA",
+    "blending_weights",
+    "fovea_mask",
+    "foveate",
+    "gaussian_pyramid",
+    "resolution_map",
+]
+
 LEVELS = 6
 SIGMA = 0.248
 KERNEL_SIZE = 5

@@ -52,10 +52,10 @@ def parse_mask_spec(spec) -> dict:
         if len(parts) > 3 or not parts[0]:
             raise ValueError(f"A mask is STRATEGY[:RATIO[:FILL]]; got {spec!r}.")
         try:
-            ratio = [float(parts[1])] if len(parts) > 1 else []
+            given_ratio = [float(parts[1])] if len(parts) > 1 else []
         except ValueError:
             raise ValueError(f"The ratio of mask {spec!r} is not a number.") from None
-        spec = dict(zip(("strategy", "ratio", "fill"), [parts[0], *ratio, *parts[2:]], strict=False))
+        spec = dict(zip(("strategy", "ratio", "fill"), [parts[0], *given_ratio, *parts[2:]], strict=False))
     if not isinstance(spec, Mapping):
         raise TypeError(
             "A mask is a 'STRATEGY[:RATIO[:FILL]]' string or a mapping with keys "

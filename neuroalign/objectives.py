@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = ["MIMBatch", "weighted_mse"]
+
 
 @dataclass
 class MIMBatch:

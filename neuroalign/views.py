@@ -43,6 +43,19 @@ from neuroalign.foveation import fovea_mask, foveate
 from neuroalign.masking import apply_mask, disk_mask, fovea_radius, make_mask
 from neuroalign.objectives import MIMBatch
 
+__all__ = [
+    "COLOUR_JITTER",
+    "FIXATIONS",
+    "LOSS_REGIONS",
+    "TARGETS",
+    "adjust_colour",
+    "colour_jitter",
+    "loss_weight",
+    "make_view",
+    "needs_foreground",
+    "view_fixations",
+]
+
 FIXATIONS = ("centre", "uniform", "saliency", "saccades")
 TARGETS = ("image", "next_fixation")
 LOSS_REGIONS = ("hidden", "all", "foreground_weighted", "foreground_only")

@@ -216,7 +216,7 @@ def probe_from_files(
         if label not in coords:
             raise ValueError(
                 f"{p} has no presentation coordinate {label!r} to probe for; it has "
-                f"{sorted(coords.coords)}."
+                f"{sorted(map(str, coords.coords))}."
             )
         labels[split] = coords[label].values
     test = dict(iter_layers(test_path, layers))

@@ -23,7 +23,7 @@ def as_batch(
     if ids.ndim != 1 or len(ids) == 0:
         raise ValueError(f"'stimulus_id' must be a non-empty 1-D sequence; got shape {ids.shape}.")
     b = len(ids)
-    coords = {k: coord_values(k, v, b) for k, v in (coords or {}).items()}
+    coord_arrays = {k: coord_values(k, v, b) for k, v in (coords or {}).items()}
     arrays = {}
     for layer, values in activations.items():
         values = np.asarray(values)
@@ -37,7 +37,7 @@ def as_batch(
         arrays[layer] = values
     if not arrays:
         raise ValueError("'activations' holds no layer.")
-    return ids, arrays, coords
+    return ids, arrays, coord_arrays
 
 
 def check_batch(

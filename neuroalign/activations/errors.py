@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import TypeGuard
 
 __all__ = ["ActivationFileError", "DiskFullError", "is_disk_full"]
 
@@ -21,7 +22,7 @@ class DiskFullError(OSError):
         return str(self.strerror)
 
 
-def is_disk_full(err: BaseException) -> bool:
+def is_disk_full(err: BaseException) -> TypeGuard[OSError]:
     """True for an OSError that says the disk or the user's quota is full (HDF5 reports the
     C errno only in its message)."""
     if not isinstance(err, OSError):

@@ -81,7 +81,9 @@ def open_activation_index(
         these = np.asarray(da["stimulus_id"].values)
         if ids is None:
             ids, first = these, row["file"]
-            presentation = {k: v for k, v in da.coords.items() if v.dims == ("presentation",)}
+            presentation = {
+                str(k): v for k, v in da.coords.items() if v.dims == ("presentation",)
+            }
         elif not np.array_equal(these, ids):
             raise ValueError(
                 f"{row['file']} holds other stimulus ids (or another order) than {first}; "

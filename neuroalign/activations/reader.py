@@ -79,7 +79,8 @@ class _CheckedArray(BackendArray):
 
     def __init__(self, array: BackendArray, path: Path, layer: str):
         self.array, self.path, self.layer = array, path, layer
-        self.shape, self.dtype = array.shape, array.dtype
+        # xarray's BackendArray leaves shape and dtype to its subclasses, which all have them
+        self.shape, self.dtype = array.shape, array.dtype  # type: ignore[attr-defined]
 
     def __getitem__(self, key):
         with layer_read_errors(self.path, self.layer):
@@ -89,26 +90,28 @@ class _CheckedArray(BackendArray):
 def _checked_variable(var: xr.Variable, path: Path, layer: str, chunks) -> xr.Variable:
     """``var`` (opened without dask) reading through :class:`_CheckedArray`; chunked like the
     tree opened with dask (``chunks``: its dask chunks, or None)."""
-    data = var._data
+    data: object = var._data
     while not isinstance(data, BackendArray):  # xarray's lazy wrappers around the backend's
         data = getattr(data, "array", None)
         if data is None:  # not lazily backed (e.g. loaded): nothing to check
             return var
     lazy = indexing.LazilyIndexedArray(_CheckedArray(data, path, layer))
-    if chunks is None:
-        lazy = indexing.MemoryCachedArray(indexing.CopyOnWriteArray(lazy))
-    checked = xr.Variable(var.dims, lazy, var.attrs, var.encoding)
+    backing: indexing.ExplicitlyIndexed = lazy
+    if chunks is None:  # as xarray's backends wrap their lazy arrays (its annotation is narrower)
+        backing = indexing.MemoryCachedArray(indexing.CopyOnWriteArray(lazy))  # type: ignore[arg-type]
+    checked = xr.Variable(var.dims, backing, var.attrs, var.encoding)
     return checked if chunks is None else checked.chunk(dict(zip(var.dims, chunks, strict=True)))
 
 
 def _open_tree(path: Path, chunks) -> xr.DataTree:
+    engine, backend_kwargs = "netcdf4", None
     if path.name.endswith(PARTIAL_SUFFIX):
         # a .partial may be open for writing, which HDF5 locks: a look through h5py, unlocked
-        options = {"engine": "h5netcdf", "driver_kwds": {"locking": False}}
-    else:
-        options = {"engine": "netcdf4"}
+        engine, backend_kwargs = "h5netcdf", {"driver_kwds": {"locking": False}}
     try:
-        return xr.open_datatree(path, chunks=chunks, **options)
+        return xr.open_datatree(
+            path, chunks=chunks, engine=engine, backend_kwargs=backend_kwargs
+        )
     except _READ_ERRORS as err:
         raise ActivationFileError(
             f"{path}: truncated/corrupt: it cannot be opened ({err}); re-extract it."
@@ -170,7 +173,7 @@ def open_activations(path: str | Path, chunks: str | dict | None = "auto") -> xr
     check_netcdf4(path)
     tree = _open_tree(path, None)
     # replacing a node's dataset drops its file closer: one closer for all, on the root
-    closers = [close for node in tree.subtree if (close := getattr(node, "_close", None))]
+    closers = [closer for node in tree.subtree if (closer := getattr(node, "_close", None))]
 
     def close() -> None:
         for close_node in closers:

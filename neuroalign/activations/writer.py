@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -266,19 +266,21 @@ class ActivationWriter:
         """
         if self._file is None:
             raise ValueError(f"The writer for {self.out} is closed.")
-        ids, arrays, coords = as_batch(activations, stimulus_id, coords)
-        activations = None  # each layer is freed once written (if the caller keeps no copy)
+        ids, arrays, coord_arrays = as_batch(activations, stimulus_id, coords)
+        del activations  # each layer is freed once written (if the caller keeps no copy)
         try:
-            self._append(ids, arrays, coords)
+            self._append(ids, arrays, coord_arrays)
         except OSError as err:
             if is_disk_full(err):
                 raise disk_full(self.out, self.partial_path, self.n_written, err) from err
             raise
 
     def _append(self, ids: np.ndarray, arrays: dict, coords: dict) -> None:
+        file = self._file
+        assert file is not None  # append() raises when the writer is closed
         if not self._layout.layers:
             self._layout = define_layout(
-                self._file, arrays, coords, layer_data=self.layer_data,
+                file, arrays, coords, layer_data=self.layer_data,
                 layer_attrs=self.layer_attrs, dtype=self.dtype,
                 compression_level=self.compression_level if self.compression else None,
             )
@@ -287,17 +289,17 @@ class ActivationWriter:
             check_finite(self.nonfinite, layer, values, ids)
 
         start, stop = self.n_written, self.n_written + len(ids)
-        self._file.resize_dimension("presentation", stop)
+        file.resize_dimension("presentation", stop)
         # activations first, ids last: 'presentations_complete' marks what is whole
         self._write_activations(arrays, start)
         for name, values in coords.items():
             if values.dtype.kind == "b":
                 values = values.astype("i1")
-            self._file[name][start:stop] = values
-        self._file["stimulus_id"][start:stop] = ids.astype(object)
-        self._file.attrs["presentations_complete"] = stop
-        self._file.flush()
-        self._file._h5file.flush()  # h5netcdf's flush writes no HDF5 buffers to disk
+            file[name][start:stop] = values
+        file["stimulus_id"][start:stop] = ids.astype(object)
+        file.attrs["presentations_complete"] = stop
+        file.flush()
+        file._h5file.flush()  # h5netcdf's flush writes no HDF5 buffers to disk
         self.n_written = stop
         self._seen_ids.update(ids)
 
@@ -307,7 +309,9 @@ class ActivationWriter:
         The arrays are popped from ``arrays``, so each is freed once its chunks are encoded.
         """
         level = self.compression_level if self.compression else None
-        jobs = []  # (dataset, chunk offset, encoded bytes or a future of them)
+        # (dataset, chunk offset, encoded bytes or a future of them)
+        jobs: list[tuple[h5py.Dataset, tuple[int, ...], bytes | Future[bytes]]] = []
+        encoded: bytes | Future[bytes]
         for layer in list(arrays):
             values = arrays.pop(layer).astype(np.float32, copy=False)
             if self.dtype == "float16":

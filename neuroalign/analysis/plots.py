@@ -224,14 +224,14 @@ def plot_rdm(
         ax.set_xticks(np.arange(n), shown, rotation=90, fontsize=6)
         ax.set_yticks(np.arange(n), shown, fontsize=6)
     elif groups is not None:
-        shown = np.array([str(categories[i]) for i in order])
-        starts = [0] + [i for i in range(1, n) if shown[i] != shown[i - 1]]
+        group_of = np.array([str(categories[i]) for i in order])
+        starts = [0] + [i for i in range(1, n) if group_of[i] != group_of[i - 1]]
         ends = starts[1:] + [n]
         centres = [(a + b - 1) / 2 for a, b in zip(starts, ends, strict=True)]
         for edge in starts[1:]:
             ax.axhline(edge - 0.5, color="w", lw=0.8)
             ax.axvline(edge - 0.5, color="w", lw=0.8)
-        names = [shown[a] for a in starts]
+        names = [group_of[a] for a in starts]
         ax.set_xticks(centres, names, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(centres, names, fontsize=7)
         ax.tick_params(length=0)
@@ -395,7 +395,8 @@ def plot_partitioning(ds, out, *, title: str | None = None) -> list[Path]:
     parts = [str(p) for p in ds["part"].values]
     values = ds["commonality"].values
     n_models = ds["n_models"].values
-    shared = plt.get_cmap("Pastel2").colors
+    pastel = plt.get_cmap("Pastel2")
+    shared = [pastel(i) for i in range(pastel.N)]  # its 8 colours, RGBA
     colours = [
         f"C{i}" if k == 1 else shared[(i - int((n_models == 1).sum())) % len(shared)]
         for i, k in enumerate(n_models)

@@ -15,6 +15,7 @@ n × n Gram matrix accumulated over feature chunks, so a layer never has to fit 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -98,18 +99,23 @@ def calc_rdm(
     if device is None:
         device = x.device if hasattr(x, "device") and hasattr(x, "detach") else "cpu"
     f64 = torch.float64
-    gram = sums = shift = lo = hi = None
-    n_features = 0
-    for i, chunk in enumerate(feature_chunks(x, chunk_size)):
+
+    def as_matrix(chunk) -> torch.Tensor:
         c = chunk if hasattr(chunk, "detach") else torch.from_numpy(np.asarray(chunk))
-        c = c.to(device=device, dtype=f64).reshape(c.shape[0], -1)
-        if gram is None:
-            n = c.shape[0]
-            gram = torch.zeros(n, n, dtype=f64, device=device)
-            sums = torch.zeros(n, dtype=f64, device=device)
-            lo, hi = c.amin(dim=1), c.amax(dim=1)
-            shift = c.mean(dim=1, keepdim=True) if rdm_method == "correlation" else 0.0
-        elif c.shape[0] != n:
+        return c.to(device=device, dtype=f64).reshape(c.shape[0], -1)
+
+    chunks = map(as_matrix, feature_chunks(x, chunk_size))
+    first = next(chunks, None)
+    if first is None:
+        raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
+    n = first.shape[0]
+    gram = torch.zeros(n, n, dtype=f64, device=device)
+    sums = torch.zeros(n, dtype=f64, device=device)
+    lo, hi = first.amin(dim=1), first.amax(dim=1)
+    shift = first.mean(dim=1, keepdim=True) if rdm_method == "correlation" else 0.0
+    n_features = 0
+    for i, c in enumerate(itertools.chain([first], chunks)):
+        if c.shape[0] != n:
             raise ValueError(f"feature chunk {i} has {c.shape[0]} stimuli; chunk 0 had {n}")
         if not bool(torch.isfinite(c).all()):
             bad = (~torch.isfinite(c)).any(dim=1).nonzero().flatten().cpu().numpy()
@@ -122,7 +128,7 @@ def calc_rdm(
         gram.addmm_(c, c.T)
         sums += c.sum(dim=1)
         n_features += c.shape[1]
-    if gram is None or n_features == 0:
+    if n_features == 0:
         raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
     ids = check_ids(stimulus_id, n)
 

@@ -99,7 +99,7 @@ def compare(model_rdms, brain_rdms, compare_method: str = "spearman", sigma_k=No
 class Subjects(NamedTuple):
     """Brain RDMs grouped by subject, as the engine compares them (see `pool_subjects`)."""
 
-    rdms: object  # RDMs compared: one per subject ('rdms'), or every brain RDM ('similarities')
+    rdms: rsatoolbox.rdm.RDMs  # RDMs compared: one per subject ('rdms'), or every brain RDM ('similarities')
     averaging: np.ndarray  # (rdms.n_rdm, n_subject): similarities @ averaging -> per subject
     labels: np.ndarray  # (n_subject,) subject labels, in the documented order
     descriptor: str  # the rdm descriptor naming the subjects ('index': one RDM a subject)
@@ -231,7 +231,7 @@ def bootstrap_aligned(model, subjects: Subjects, compare_method, resample, n_boo
     for b in range(n_boot):
         idx = rng.integers(0, n, size=n) if resample != "subjects" else None
         who = rng.integers(0, k, size=k) if resample != "stimuli" else np.arange(k)
-        sims = fixed if idx is None else subject_similarity(model, subjects, compare_method, idx)
+        sims = subject_similarity(model, subjects, compare_method, idx) if fixed is None else fixed
         out[b] = sims[:, who].mean(axis=1)  # NaN if any subject's similarity is undefined
     dropped = np.isnan(out).any(axis=1).sum()
     if dropped:

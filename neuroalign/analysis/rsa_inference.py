@@ -222,13 +222,13 @@ def difference_test(
     else:
         results = _ttest(per_subject, ci)
     dims = (f"{dim}_a", f"{dim}_b")
-    labels = np.array(labels, dtype=str)
+    label_values = np.array(labels, dtype=str)
     return xr.Dataset(
         {
             "difference": (dims, mean[:, None] - mean[None, :]),
             **{name: (dims, values) for name, values in results.items()},
         },
-        coords={dims[0]: labels, dims[1]: labels},
+        coords={dims[0]: label_values, dims[1]: label_values},
         attrs={
             "test": test,
             "resample": resample if test == "bootstrap" else "none",
@@ -274,7 +274,10 @@ def rsa_matrix(
         raise ValueError("rdms_a have no 'stimulus_id' pattern descriptor; stimuli are matched by id")
     ordered_b = match_stimuli(rdms_b, rdms_a.pattern_descriptors["stimulus_id"], name="rdms_b")
     values = compare(rdms_a, ordered_b, compare_method)
-    coords = {"layer_a": np.array(labels_a, dtype=str), "layer_b": np.array(labels_b, dtype=str)}
+    coords: dict[str, np.ndarray | tuple[str, np.ndarray]] = {
+        "layer_a": np.array(labels_a, dtype=str),
+        "layer_b": np.array(labels_b, dtype=str),
+    }
     skip = {"index", *([descriptor] if isinstance(descriptor, str) else descriptor)}
     for suffix, rdms in (("a", rdms_a), ("b", rdms_b)):
         for key, column in rdms.rdm_descriptors.items():

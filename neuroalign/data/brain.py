@@ -57,7 +57,7 @@ def _check_matrices(matrices: np.ndarray, path: str | Path, n: int) -> np.ndarra
 
 def _rdms(
     matrices: np.ndarray,
-    stimulus_id: Sequence[str],
+    stimulus_id: Sequence[str] | np.ndarray,
     measure: str | None,
     **rdm_descriptors: Sequence,
 ) -> rsatoolbox.rdm.RDMs:

@@ -22,12 +22,22 @@ import os
 import pickle
 import tarfile
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 import numpy as np
 from PIL import Image
 
 from neuroalign.data.files import cache_dir, fetch, sha256sum
 from neuroalign.data.stimuli import StimulusSet
+
+__all__ = [
+    "SPLITS",
+    "balanced_subset",
+    "decode_archive",
+    "decode_python_archive",
+    "default_archive",
+    "load_cifar10",
+]
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -153,7 +163,7 @@ def decode_archive(archive: str | Path) -> dict[str, dict[str, np.ndarray]]:
                 continue
             if not parts[2].lower().endswith(IMAGE_SUFFIXES):
                 continue
-            data = tar.extractfile(member).read()
+            data = _member_file(tar, member).read()
             try:
                 with Image.open(io.BytesIO(data)) as im:
                     pixels = np.asarray(im.convert("RGB"))
@@ -207,9 +217,9 @@ def decode_python_archive(archive: str | Path) -> dict[str, dict[str, np.ndarray
             if name.startswith("data_batch_") or name == "test_batch":
                 split = "test" if name == "test_batch" else "train"
                 # the archive's SHA-256 is checked by fetch() before anything is unpickled
-                batches[split].append((name, pickle.load(tar.extractfile(member), encoding="bytes")))
+                batches[split].append((name, pickle.load(_member_file(tar, member), encoding="bytes")))
             elif name == "batches.meta":
-                meta = pickle.load(tar.extractfile(member), encoding="bytes")
+                meta = pickle.load(_member_file(tar, member), encoding="bytes")
     if meta is None or not batches["train"] or not batches["test"]:
         raise ValueError(f"{archive} is not CIFAR-10's python release (batches or meta missing).")
     names = [n.decode() for n in meta[b"label_names"]]
@@ -236,13 +246,20 @@ def decode_python_archive(archive: str | Path) -> dict[str, dict[str, np.ndarray
     return out
 
 
+def _member_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    file = tar.extractfile(member)
+    if file is None:  # callers pass regular files only
+        raise ValueError(f"Archive member {member.name} is not a regular file.")
+    return file
+
+
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     """Write an uncompressed .npz under a temporary name, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.part-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, allow_pickle=False, **arrays)  # as np.load reads it
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -16,6 +16,16 @@ from tqdm.auto import tqdm
 
 from neuroalign.data.files import cache_dir
 
+__all__ = [
+    "SOURCES",
+    "STL10_SPLITS",
+    "cifar10_images",
+    "default_stl10_root",
+    "folder_images",
+    "load_images",
+    "stl10_images",
+]
+
 SOURCES = ("cifar10", "stl10", "folder")
 STL10_SPLITS = ("unlabeled", "train", "test", "train+unlabeled")
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+__all__ = ["FILES", "HOW_TO_MAKE", "cache_dir", "data_root", "download_file", "fetch", "sha256sum"]
+
 _RSATOOLBOX = (
     "https://raw.githubusercontent.com/rsagroup/rsatoolbox/"
     "f1f83cadb7243492a1aae7460466e0f0140b20ac/demos/92imageData/"

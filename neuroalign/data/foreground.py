@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 from neuroalign.data.files import cache_dir as neuroalign_cache_dir
 from neuroalign.data.files import data_root
 
+__all__ = ["cache_key", "default_cache_dir", "foreground_maps", "rembg_session"]
+
 
 def foreground_maps(
     images,
@@ -110,7 +112,8 @@ def rembg_session(model: str = "u2netp"):
     if model not in names:
         raise ValueError(f"The rembg model must be one of {names}; got {model!r}.")
     home = os.environ.get("U2NET_HOME", "").strip()
-    local = data_root() / "u2net" if data_root() is not None else None
+    root = data_root()
+    local = root / "u2net" if root is not None else None
     use_local = not home and local is not None and (local / f"{model}.onnx").is_file()
     with _environ("U2NET_HOME", str(local) if use_local else None):
         try:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+__all__ = ["StimulusSet"]
+
 
 @dataclass
 class StimulusSet:
@@ -20,14 +22,14 @@ class StimulusSet:
     Args:
         stimulus_id: (n,) unique string ids; they name the stimuli in every output file.
         images: (n, H, W, 3) uint8 RGB pixels, or None when ``paths`` is given.
-        paths: n image file paths, or None when ``images`` is given.
+        paths: n image file paths, or None when ``images`` is given (stored as str).
         coords: per-stimulus labels, each an array of length n (e.g. ``label``, ``category``).
         name: short name of the set (e.g. ``kriegeskorte92``), stored as provenance.
     """
 
     stimulus_id: np.ndarray
     images: np.ndarray | None = None
-    paths: Sequence[str] | None = None
+    paths: Sequence[str | Path] | None = None
     coords: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = ""
 
@@ -64,6 +66,7 @@ class StimulusSet:
         """The i-th stimulus as an RGB PIL image; an unreadable file is named in the error."""
         if self.images is not None:
             return Image.fromarray(self.images[i])
+        assert self.paths is not None  # __post_init__: exactly one of images and paths
         path = self.paths[i]
         try:
             with Image.open(path) as im:

@@ -18,6 +18,19 @@ from neuroalign.data.cifar import load_cifar10
 from neuroalign.data.files import fetch
 from neuroalign.data.stimuli import StimulusSet
 
+__all__ = [
+    "CATEGORIES_92",
+    "STIMULUS_SETS",
+    "SUPPLEMENTAL_MAT",
+    "category_coords_92",
+    "ids_78",
+    "ids_92",
+    "load_algonauts78",
+    "load_cichy92",
+    "load_kriegeskorte92",
+    "load_stimulus_set",
+]
+
 SUPPLEMENTAL_MAT = "kriegeskorte92/Kriegeskorte_Neuron2008_supplementalData.mat"
 
 #: The 6 categories of the 92 images, in stimulus (and plotting) order, with their sizes.

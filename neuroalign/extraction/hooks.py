@@ -178,7 +178,7 @@ class Runner:
     """The model with its hooks and the per-layer options: one batch in, arrays out."""
 
     def __init__(self, model, names, lenient, pooling, tokens, device, slots=1,
-                 output_element=None):
+                 output_element=None) -> None:
         self.model, self.names, self.lenient = model, names, lenient
         self.tokens, self.device = tokens, device
         self.recorder = Recorder(model, names, pooling, slots, output_element)

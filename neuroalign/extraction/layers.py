@@ -59,8 +59,9 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str] | None = None) 
     """
     names = list_layers(model)
     if layers is None or (isinstance(layers, str) and layers == "all"):
-        if callable(getattr(model, "default_layers", None)):
-            layers = list(model.default_layers())
+        default_layers = getattr(model, "default_layers", None)
+        if callable(default_layers):
+            layers = list(default_layers())
         else:
             return _leaf_layers(model)
     if isinstance(layers, str):

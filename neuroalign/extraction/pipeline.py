@@ -21,7 +21,7 @@ def batch_indices(start: int, stop: int, batch_size: int) -> list[np.ndarray]:
     return [np.arange(s, min(s + batch_size, stop)) for s in range(start, stop, batch_size)]
 
 
-def fit_pca_projections(runner, fit_source, transform, mask_fn, batch_size, k):
+def fit_pca_projections(runner, fit_source, transform, mask_fn, batch_size: int, k: int):
     """First pass over the fit stimuli: layer -> (components, mean, explained variance)."""
     collected: dict[str, list[np.ndarray]] = {}
     for index in batch_indices(0, len(fit_source), batch_size):
@@ -114,7 +114,7 @@ class _InlineExecutor:
         pass
 
     def submit(self, fn, *args) -> Future:
-        future = Future()
+        future: Future = Future()
         try:
             future.set_result(fn(*args))
         except BaseException as err:  # re-raised by result(), as from a thread
@@ -139,7 +139,8 @@ def run_batches(runner, writer, source, start, batch_size, transform, mask_fn, f
             future = loader.submit(lambda: first)
         else:
             future = loader.submit(load_batch, source, todo[0], transform, mask_fn)
-        pending = None
+        pending: Future | None = None  # the write of the batch before
+        pending_size = 0
         try:
             for i, index in enumerate(todo):
                 x, coords = future.result()
@@ -153,13 +154,14 @@ def run_batches(runner, writer, source, start, batch_size, transform, mask_fn, f
                 del features
                 if pending is not None:
                     pending.result()  # at most one batch waits for the writer
-                    bar.update(pending.size)
+                    bar.update(pending_size)
                 pending = write_pool.submit(_write, writer, [arrays], source.stimulus_id[index],
                                             coords)
-                pending.size = len(index)
+                pending_size = len(index)
                 del arrays
+            assert pending is not None  # todo is not empty
             pending.result()
-            bar.update(pending.size)
+            bar.update(pending_size)
         except BaseException:
             future.cancel()
             if pending is not None:

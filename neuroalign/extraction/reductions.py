@@ -92,15 +92,15 @@ def fit_pca(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         (mean (n_units,), components (n_units, k), explained_variance (k,)), float32; the
         variance uses m - 1, as scikit-learn's PCA.
     """
-    x = torch.as_tensor(x, dtype=torch.float64)
-    m, d = x.shape
+    data = torch.as_tensor(x, dtype=torch.float64)
+    m, d = data.shape
     if not 0 < k <= min(m - 1, d):
         raise ValueError(
             f"PCA to k = {k} components needs 0 < k <= min(fit stimuli - 1, units) = "
             f"min({m - 1}, {d})."
         )
-    mean = x.mean(dim=0)
-    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
+    mean = data.mean(dim=0)
+    _, s, vh = torch.linalg.svd(data - mean, full_matrices=False)
     components = vh[:k].T  # (d, k)
     biggest = components.abs().argmax(dim=0)
     signs = torch.sign(components[biggest, torch.arange(k)])

@@ -88,17 +88,20 @@ def as_source(stimuli):
 
 def load_batch(source, index: np.ndarray, transform: Callable | None, mask_fn=None):
     """Stimuli ``index`` as one (b, 3, H, W) tensor, with their coords (name -> (b,))."""
-    images, item_coords = [], []
+    images: list[torch.Tensor] = []
+    item_coords: list[dict] = []  # of a source other than a StimulusSet
     batched = None
+    batch_transform = getattr(transform, "batch", None)
     if isinstance(source, StimulusSet) and source.images is not None and callable(
-        getattr(transform, "batch", None)
+        batch_transform
     ):
-        batched = transform.batch(source.images[index])
+        batched = batch_transform(source.images[index])
     for i in index if batched is None else ():
         if isinstance(source, StimulusSet):
-            image, coords = source.image(int(i)), None
+            image = source.image(int(i))
         else:
-            image, coords = source.item(int(i))
+            image, item = source.item(int(i))
+            item_coords.append(item)
         x = transform(image) if transform is not None else image
         if not isinstance(x, torch.Tensor) or x.ndim != 3:
             what = "'transform' must map" if transform is not None else "Without a transform,"
@@ -115,7 +118,6 @@ def load_batch(source, index: np.ndarray, transform: Callable | None, mask_fn=No
                 "crop or resize to one size (image_transform does)."
             )
         images.append(x)
-        item_coords.append(coords)
     x = torch.stack(images).float() if batched is None else batched
     if isinstance(source, StimulusSet):
         coords = {name: values[index] for name, values in source.coords.items()}

@@ -27,14 +27,14 @@ class ImageTransform:
             raise ValueError(f"'size' must be a positive int; got {size!r}.")
         if (mean is None) != (std is None):
             raise ValueError("Give both 'mean' and 'std' for normalisation, or neither.")
-        if mean is not None and (len(mean) != 3 or len(std) != 3):
+        if mean is not None and std is not None and (len(mean) != 3 or len(std) != 3):
             raise ValueError(f"'mean' and 'std' need 3 values (RGB); got {mean!r}, {std!r}.")
         self.size = size
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32)
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32)
         steps = [transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()]
         self.description = f"Resize({size}) CenterCrop({size}) ToTensor"
-        if mean is not None:
+        if mean is not None and std is not None:
             steps.append(transforms.Normalize(mean, std))
             self.description += f" Normalize(mean={list(mean)}, std={list(std)})"
         self._steps = transforms.Compose(steps)
@@ -52,7 +52,7 @@ class ImageTransform:
             return None
         x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).contiguous()
         x = x.float().div(255)
-        if self.mean is not None:
+        if self.mean is not None and self.std is not None:
             x.sub_(self.mean[:, None, None]).div_(self.std[:, None, None])
         return x
 
