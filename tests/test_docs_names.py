@@ -22,9 +22,11 @@ PAGES = sorted(
     [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "pretrain").glob("*.md"),
      *(ROOT / "analyses").glob("*.md")]
 )
-# Written as calls in the docs but not neuroalign's: netCDF variables of the activation file
-# (`activation(presentation, feature)`), MATLAB/R and other libraries' functions.
+# Written as calls in the docs but not neuroalign functions: netCDF variables of the activation
+# file (`activation(presentation, feature)`), MATLAB/R and other libraries' functions, and the
+# methods a model or a stimulus source implements (`default_layers()`, `item(i)`).
 FOREIGN = {
+    "default_layers", "training_loss", "after_optimizer_step", "item",
     "activation", "projection", "mean", "explained_variance", "permute", "ncread", "ncvar_get",
     "nc_open", "open_datatree", "open_dataset", "calc_rdm", "compare", "Linear", "GaussianBlur",
     "RandomResizedCrop", "AutoModel", "Dataset", "RDMs", "torch.no_grad", "ndims",
