@@ -80,7 +80,7 @@ def test_plot_layerwise_metric(tmp_path):
 
 
 def test_plot_rdm_in_category_order(tmp_path):
-    from neuroalign.analysis.plots import _category_groups
+    from neuroalign.analysis.plots.rdm import _category_groups
     from neuroalign.data.stimulus_sets import CATEGORIES_92, category_coords_92
 
     coords = category_coords_92()
