@@ -1,0 +1,54 @@
+"""The ``neuroalign`` command: one sub-command per stage of the data flow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from neuroalign.cli import analyses, extraction, training
+
+__all__ = ["build_parser", "main"]
+
+DESCRIPTION = """\
+neuroalign: pretrain foveal masked-image-modeling encoders, extract their layer activations
+to netCDF, and compare them with brains (decorrelation, linear probes, RSA).
+
+Real data sets are read from the folder named by the environment variable NEUROALIGN_DATA
+(or downloaded and checked by SHA-256 where there is a network)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroalign", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from neuroalign import __version__
+
+    parser.add_argument("--version", action="version", version=f"neuroalign {__version__}")
+    sub = parser.add_subparsers(title="sub-commands", metavar="COMMAND", required=True)
+    for add in (training.add_demo, training.add_pretrain, extraction.add_extract,
+                extraction.add_layers, analyses.add_decorrelation, analyses.add_probe,
+                analyses.add_rsa, analyses.add_compare_models, analyses.add_partition):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
+        print(f"neuroalign: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk: the message names the .partial kept for --resume
+        from neuroalign.activations import DiskFullError
+
+        if not isinstance(err, DiskFullError):
+            raise
+        print(f"neuroalign: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
+    return 0
+
+
+

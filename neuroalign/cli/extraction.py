@@ -1,0 +1,147 @@
+"""Sub-commands that read models: ``extract`` and ``layers``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_extract", "add_layers"]
+
+
+def _model_from_arg(name: str, device, seed: int = 0):
+    """A checkpoint path, or a model name built with random weights seeded by ``seed``;
+    returns (model, attrs, image_size)."""
+    from neuroalign.models import create_model
+    from neuroalign.provenance import checkpoint_attrs
+    from neuroalign.training import load_model
+
+    if Path(name).is_file():
+        model, state = load_model(name, device)
+        return model, checkpoint_attrs(name, state), int(state["config"]["image_size"])
+    model = create_model(name, seed=seed)
+    attrs = {"model": name, "weights": f"random initialisation, seed {seed}"}
+    return model.to(device).eval(), attrs, None
+
+
+def add_extract(sub):
+    p = sub.add_parser(
+        "extract", help="extract layer activations of a model for a stimulus set into netCDF",
+        description="Run a model over stimuli and write the chosen layers' activations to one "
+        "netCDF-4 file (a group per layer, 'presentation' dimension with stimulus ids). The "
+        "file appears under its name only when complete.")
+    p.add_argument("model", help="a neuroalign checkpoint (.pt), a registered model name, torchvision/<name> "
+                                 "or timm/<name> (random weights)")
+    p.add_argument("--stimuli", required=True,
+                   help="a registered stimulus set (kriegeskorte92, cichy92, algonauts78, "
+                        "cifar10-train, cifar10-test) or a folder of images")
+    p.add_argument("--out", required=True, type=Path, help="the activation file to write (.nc)")
+    p.add_argument("--layers", nargs="+", default=None,
+                   help="module paths or glob patterns (default: the model's encoder blocks, or all leaf modules)")
+    p.add_argument("--image-size", type=_positive_int,
+                   help="input size in pixels (default: the checkpoint's training size, else 224)")
+    p.add_argument("--normalize", choices=["none", "imagenet"], default="none",
+                   help="input normalisation: none (pixels in [0,1], neuroalign models) or imagenet mean/std")
+    p.add_argument("--batch-size", type=int, default=64, help="stimuli per forward pass (default 64)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' …")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage type")
+    p.add_argument("--pooling", default=None,
+                   help="spatial pooling of conv layers: none (default), 'avg' (global average) or k (k×k grid)")
+    p.add_argument("--tokens", choices=["all", "cls", "mean"], default="all",
+                   help="token choice for transformer outputs (batch, token, feature): all (default), cls or mean")
+    p.add_argument("--projection", choices=["random", "pca"],
+                   help="reduce each layer to --n-components features: seeded Gaussian random projection or PCA "
+                        "(the matrix is stored in the file)")
+    p.add_argument("--n-components", type=int, help="features per layer after --projection")
+    p.add_argument("--pca-fit", type=int, help="fit PCA on the first m stimuli (default min(n, 1000))")
+    p.add_argument("--mask", metavar="STRATEGY[:RATIO[:FILL]]",
+                   help="mask every input before the forward pass, e.g. periphery:0.8:mean or patches:0.6 "
+                        "(strategies of neuroalign.masking; seeded by --seed)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of random initial weights (model names), random projections and masks (default 0)")
+    p.add_argument("--output-element", nargs="+", metavar="LAYER=KEY", default=None,
+                   help="for layers returning a tuple, list or dict: the element to keep, by index "
+                        "or key (default: element 0 of a tuple or list)")
+    p.add_argument("--compression", choices=["zlib", "none"], default="zlib",
+                   help="zlib (default: shuffle + deflate, which every netCDF reader decodes) or none")
+    p.add_argument("--compression-level", type=int, default=1,
+                   help="deflate level 1-9 (default 1, the fastest)")
+    p.add_argument("--compression-threads", type=int,
+                   help="threads deflating chunks (default: one per CPU core, at most 8)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted extraction (OUT.partial); a finished OUT written "
+                        "with the same settings is kept as it is")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT or discard an interrupted OUT.partial")
+    p.set_defaults(run=_run_extract)
+
+
+def _run_extract(args):
+    from neuroalign.data.stimuli import StimulusSet
+    from neuroalign.data.stimulus_sets import STIMULUS_SETS, load_stimulus_set
+    from neuroalign.extraction import extract, image_transform
+    from neuroalign.training.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    model, attrs, size = _model_from_arg(args.model, device, args.seed)
+    size = args.image_size or size or 224
+    if args.stimuli in STIMULUS_SETS or not Path(args.stimuli).exists():
+        stimuli = load_stimulus_set(args.stimuli)
+    else:
+        stimuli = StimulusSet.from_folder(args.stimuli)
+    if args.normalize == "imagenet":
+        transform = image_transform(size, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    else:
+        transform = image_transform(size)
+    pooling = args.pooling
+    if pooling is not None and pooling.isdigit():
+        pooling = int(pooling)
+    elif pooling == "none":
+        pooling = None
+    attrs["input_size"] = size
+    path = extract(model, stimuli, args.layers, out=args.out, transform=transform,
+                   batch_size=args.batch_size, device=device, dtype=args.dtype, pooling=pooling,
+                   tokens=args.tokens, projection=args.projection, n_components=args.n_components,
+                   fit_stimuli=args.pca_fit, mask=args.mask, seed=args.seed,
+                   compression=None if args.compression == "none" else args.compression,
+                   compression_level=args.compression_level,
+                   compression_threads=args.compression_threads, resume=args.resume,
+                   overwrite=args.overwrite, attrs=attrs,
+                   output_element=_output_elements(args.output_element))
+    print(f"activations: {path}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive int; got {text}")
+    return value
+
+
+def _output_elements(pairs):
+    """LAYER=KEY pairs -> {layer: int index or str key}."""
+    if not pairs:
+        return None
+    chosen = {}
+    for pair in pairs:
+        layer, sep, key = pair.rpartition("=")
+        if not sep or not layer or not key:
+            raise ValueError(f"--output-element takes LAYER=KEY pairs; got {pair!r}.")
+        chosen[layer] = int(key) if key.lstrip("-").isdigit() else key
+    return chosen
+
+
+def add_layers(sub):
+    p = sub.add_parser("layers", help="list the module paths of a model's layers",
+                       description="Print the layer names (module paths) that extract --layers accepts.")
+    p.add_argument("model", help="a checkpoint (.pt), a registered model name, torchvision/<name> or timm/<name>")
+    p.add_argument("--seed", type=int, default=0, help="seed of random initial weights (default 0)")
+    p.set_defaults(run=_run_layers)
+
+
+def _run_layers(args):
+    from neuroalign.extraction import list_layers, resolve_layers
+
+    model, _, _ = _model_from_arg(args.model, "cpu", args.seed)
+    default = set(resolve_layers(model, None))
+    for name in list_layers(model):
+        print(f"{name}{'   (default)' if name in default else ''}")
