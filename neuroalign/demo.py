@@ -19,6 +19,8 @@ import xarray as xr
 from neuroalign import workflows
 from neuroalign.training.config import PretrainConfig
 
+__all__ = ["DEMO_FILES", "DemoSettings", "demo_config", "run_demo"]
+
 
 @dataclass
 class DemoSettings:

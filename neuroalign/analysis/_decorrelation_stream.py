@@ -34,7 +34,7 @@ def _streamed_mean_abs_r(x, chunk_size: int, n_units: int, units: str) -> float:
     """Mean |C_ij| over i<j from pairs of standardised chunks (chunk i against chunks j >= i)."""
     count, get = _chunk_getter(x, chunk_size)
     total = 0.0
-    n = None
+    n: int | None = None
     for i in range(count):
         zi, _, _ = _zscore(_chunk_matrix(get(i), i, n), units)
         n = zi.shape[0]
@@ -44,6 +44,8 @@ def _streamed_mean_abs_r(x, chunk_size: int, n_units: int, units: str) -> float:
             total += np.abs(zi.T @ zj).sum()
     if n_units < 2:
         return float("nan")
+    if n is None:
+        raise ValueError("x holds no features (an empty iterable of chunks)")
     return float(total / (n - 1) / (n_units * (n_units - 1) / 2))
 
 
@@ -79,7 +81,7 @@ def streamed_decorrelation(x, mean_abs_r: bool, chunk_size: int, units: str) -> 
         gram_z += c @ c.T
         diagonal_sq += _diagonal_sq(c, units)
         d += c.shape[1]
-    if n is None:
+    if n is None or gram_z is None or gram_c is None:  # all three are set by the first chunk
         raise ValueError("x holds no features (an empty iterable of chunks)")
     if n_constant == d_total:
         raise ValueError(

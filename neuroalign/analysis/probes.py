@@ -10,6 +10,7 @@ work in `fit`, learned state ending in `_`), with `seed` for every random choice
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -26,7 +27,7 @@ __all__ = ["PROBE_KINDS", "PROTOCOLS", "LinearProbe", "SklearnProbe", "layerwise
 PROBE_KINDS = ("torch", "sklearn")
 
 #: The settings of each `LinearProbe` protocol (see its docstring).
-PROTOCOLS = {
+PROTOCOLS: dict[str, dict[str, Any]] = {
     "focusmim": {
         "standardize": False, "monitor": "val_loss", "stratify": False, "lr": 1e-4,
         "batch_size": 512, "max_epochs": 1000, "patience": 10, "weight_decay": 1e-8,
@@ -113,7 +114,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
                 f"The 'protocol' parameter of LinearProbe must be one of {list(PROTOCOLS)}; "
                 f"got {self.protocol!r}"
             )
-        settings = dict(PROTOCOLS[self.protocol])
+        settings: dict[str, Any] = dict(PROTOCOLS[self.protocol])
         for name in ("lr", "batch_size", "max_epochs", "patience", "weight_decay"):
             if getattr(self, name) is not None:
                 settings[name] = getattr(self, name)
@@ -271,6 +272,8 @@ def _train_linear(train, val, n_classes: int, settings: dict, seed: int, device)
             best_state = {k: v.detach().clone() for k, v in layer.state_dict().items()}
         if waited >= settings["patience"]:
             break
+    if best_state is None:  # max_epochs >= 1 and the first epoch is always the best so far
+        raise RuntimeError("the linear probe trained no epoch")
     layer.load_state_dict(best_state)
     return layer, history, best_epoch
 
@@ -360,7 +363,8 @@ def layerwise_probe(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
-    names, accuracy = [], []
+    names: list[str] = []
+    rows: list[list[float]] = []
     items = train.items() if isinstance(train, Mapping) else train
     for name, (X, y) in items:
         if name not in test:
@@ -371,12 +375,12 @@ def layerwise_probe(
             probe = probe_class(seed=seed, **probe_params).fit(X, y)
             row.append(probe.score(X_test, y_test))
         names.append(str(name))
-        accuracy.append(row)
+        rows.append(row)
     if not names:
         raise ValueError("train is empty: give at least one layer")
-    accuracy = np.array(accuracy)
+    accuracy = np.array(rows)
     std = accuracy.std(axis=1, ddof=1) if len(seeds) > 1 else np.zeros(len(names))
-    attrs = {"metric": "probe accuracy", "kind": kind}
+    attrs: dict[str, str | int | float] = {"metric": "probe accuracy", "kind": kind}
     if kind == "torch":
         attrs["protocol"] = probe_params.get("protocol", "focusmim")
     attrs.update({k: v for k, v in probe_params.items() if isinstance(v, int | float | str)})

@@ -20,6 +20,15 @@ from torch import nn
 
 from neuroalign.objectives import MIMBatch, weighted_mse
 
+__all__ = [
+    "ENCODER_CHANNELS",
+    "ENCODER_STRIDES",
+    "ConvMAE",
+    "ResidualBlock",
+    "UpResidualBlock",
+    "conv_mae",
+    "conv_mae_tiny",
+]
 ENCODER_CHANNELS = (32, 32, 32, 64, 64, 64, 128, 128, 128)
 ENCODER_STRIDES = (2, 1, 1, 2, 1, 1, 2, 1, 1)
 
@@ -67,6 +76,14 @@ class UpResidualBlock(nn.Module):
         return self.activation(self.conv2(h) + self.shortcut(x))
 
 
+class _Blocks(nn.Module):
+    """Holds a ``blocks`` sequence: module paths ``encoder.blocks.{i}`` and ``decoder.blocks.{i}``."""
+
+    def __init__(self, *blocks: nn.Module):
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+
+
 class ConvMAE(nn.Module):
     """FocusMIM's convolutional masked autoencoder.
 
@@ -94,14 +111,12 @@ class ConvMAE(nn.Module):
         self.channels = tuple(channels)
         self.strides = tuple(strides)
         widths = (in_channels, *channels)
-        self.encoder = nn.Module()
-        self.encoder.blocks = nn.Sequential(
+        self.encoder = _Blocks(
             *[ResidualBlock(widths[i], widths[i + 1], strides[i]) for i in range(len(channels))]
         )
         # Decoder block i undoes encoder block (n-1-i): same stride, channels reversed.
         n = len(channels)
-        self.decoder = nn.Module()
-        self.decoder.blocks = nn.Sequential(
+        self.decoder = _Blocks(
             *[
                 UpResidualBlock(widths[n - i], widths[n - 1 - i], strides[n - 1 - i], last=i == n - 1)
                 for i in range(n)

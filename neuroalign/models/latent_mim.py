@@ -55,6 +55,14 @@ from neuroalign.models.vit_mae import (
 )
 from neuroalign.objectives import MIMBatch
 
+__all__ = [
+    "LatentMIM",
+    "ema_update",
+    "latent_mim_small",
+    "latent_mim_tiny",
+    "patch_infonce",
+    "target_momentum",
+]
 
 # --------------------------------------------------------------------------------------------
 # Loss and EMA: plain functions
@@ -149,6 +157,7 @@ class CrossDecoder(nn.Module):
         super().__init__()
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed: torch.Tensor
         self.register_buffer("pos_embed", sincos_position_embedding(grid, grid, dim), persistent=False)
         self.blocks = nn.ModuleList([CrossBlock(dim, num_heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)

@@ -41,6 +41,22 @@ from torch import nn
 
 from neuroalign.objectives import MIMBatch, weighted_mse
 
+__all__ = [
+    "Attention",
+    "ViTEncoder",
+    "ViTMAE",
+    "check_input",
+    "check_sizes",
+    "gather_tokens",
+    "init_weights",
+    "mlp",
+    "patchify",
+    "sincos_position_embedding",
+    "unpatchify",
+    "visible_token_order",
+    "vit_mae_small",
+    "vit_mae_tiny",
+]
 
 # --------------------------------------------------------------------------------------------
 # Patches and positions
@@ -193,6 +209,7 @@ class ViTEncoder(nn.Module):
         super().__init__()
         grid = image_size // patch_size
         self.patch_embed = nn.Linear(patch_size * patch_size * in_channels, dim)
+        self.pos_embed: torch.Tensor
         self.register_buffer("pos_embed", sincos_position_embedding(grid, grid, dim), persistent=False)
         self.blocks = nn.ModuleList([Block(dim, num_heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
@@ -226,6 +243,7 @@ class MAEDecoder(nn.Module):
         super().__init__()
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed: torch.Tensor
         self.register_buffer("pos_embed", sincos_position_embedding(grid, grid, dim), persistent=False)
         self.blocks = nn.ModuleList([Block(dim, num_heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)

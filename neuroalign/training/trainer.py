@@ -22,7 +22,9 @@ import math
 import random
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -161,11 +163,20 @@ def attach_foreground(images: torch.Tensor, config: PretrainConfig, progress: bo
     return torch.cat([images, maps.to(images.device).unsqueeze(1)], dim=1)
 
 
+@runtime_checkable
+class _Pretrainable(Protocol):
+    """What the trainer needs of a model (see ``neuroalign.objectives``)."""
+
+    def training_loss(self, batch: MIMBatch) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 class _TrainingLoss(nn.Module):
     """``forward(batch) = model.training_loss(batch)``: the call DistributedDataParallel wraps."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
+        if not isinstance(model, _Pretrainable):
+            raise TypeError(f"{type(model).__name__} has no training_loss(batch) method to pretrain")
         self.model = model
 
     def forward(self, batch: MIMBatch):
@@ -256,6 +267,7 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
     n_running, last_decorrelation, warned = 0, float("nan"), False
     tick = t0 = time.perf_counter()
     model.train()
+    after_step = getattr(model, "after_optimizer_step", None)  # e.g. an EMA target encoder
     log_file = log_path.open("a", newline="") if info.is_main else None
     try:
         for step in bar:
@@ -279,8 +291,8 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            if hasattr(model, "after_optimizer_step"):  # e.g. an EMA target encoder
-                model.after_optimizer_step(step, config.steps)
+            if after_step is not None:
+                after_step(step, config.steps)
             running_loss += loss.detach().to(torch.float64)
             n_running += 1
             done = step + 1
@@ -335,21 +347,22 @@ def _restore(ckpt_path: Path, config, model, optimizer, device) -> int:
 
 def _training_images_in_rank_order(given, config, progress: bool, info) -> torch.Tensor:
     """Rank 0 first: it may download and fill caches; the others then read them."""
-    images = _training_images(given, config, progress) if info.is_main else None
+    if info.is_main:
+        images = _training_images(given, config, progress)
+        distributed.barrier(info)
+        return images
     distributed.barrier(info)
-    if not info.is_main:
-        images = _training_images(given, config, progress=False)
-    return images
+    return _training_images(given, config, progress=False)
 
 
-def _wrap(model: nn.Module, config, info) -> nn.Module:
+def _wrap(model: nn.Module, config, info) -> Callable[[MIMBatch], Any]:
     """``training_loss`` as the module called each step: under DDP, compiled if asked."""
     wrapped: nn.Module = _TrainingLoss(model)
     if info.enabled:
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         wrapped = nn.parallel.DistributedDataParallel(wrapped, device_ids=device_ids)
     if config.compile:
-        wrapped = torch.compile(wrapped)
+        return torch.compile(wrapped)
     return wrapped
 
 
