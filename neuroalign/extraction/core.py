@@ -161,8 +161,8 @@ def extract(
     try:
         model.eval()
         with ActivationWriter(out, attrs=file_attrs, dtype=dtype, compression=compression,
-                              compression_level=compression_level, compression_threads=compression_threads,
-                              resume=resume) as writer:
+                              compression_level=compression_level,
+                              compression_threads=compression_threads, resume=resume) as writer:
             if writer.resumed:
                 _continue_file(writer, runner, source, projection, bar)
             if projection == "pca" and not runner.projections:
