@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 
 from neuroalign.cli import analyses, extraction, training
@@ -32,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code: 0, 2 for
+    an error, 128 + the signal for an interruption (130 Ctrl-C, 143 SIGTERM)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
@@ -48,7 +53,24 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt as err:
+        return _interrupted(err, args, argv)
     return 0
 
 
+def _interrupted(err: KeyboardInterrupt, args, argv: list[str]) -> int:
+    """One line saying what was saved and the command that continues it; no traceback."""
+    from neuroalign.interrupts import Interrupted
 
+    if not isinstance(err, Interrupted):  # a second Ctrl-C, or one outside pretrain/extract
+        print("neuroalign: interrupted", file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line
+        line = f"neuroalign: interrupted by {err.signal_name}: {err.what}"
+        if hasattr(args, "resume"):
+            again = [a for a in argv if a not in ("--resume", "--overwrite")] + ["--resume"]
+            torchrun = " (under torchrun, with the same torchrun options)" \
+                if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+            line += f"; resume with: neuroalign {shlex.join(again)}{torchrun}"
+        print(line, file=sys.stderr)
+    return err.exit_code

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "barrier", "env_world", "free_port", "gather_rows", "mean_over_ranks", "rank_slice", "resolve_device", "setup", "spawn_local", "teardown"]
+__all__ = ["DistInfo", "max_over_ranks", "barrier", "env_world", "free_port", "gather_rows", "mean_over_ranks", "rank_slice", "resolve_device", "setup", "spawn_local", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,15 @@ def mean_over_ranks(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / info.world_size
+
+
+def max_over_ranks(value: int, info: DistInfo) -> int:
+    """The largest of an int over all processes (e.g. the signal one rank received)."""
+    if not info.enabled:
+        return int(value)
+    tensor = torch.tensor([int(value)], device=info.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 def gather_rows(value: torch.Tensor, info: DistInfo) -> torch.Tensor:

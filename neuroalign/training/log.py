@@ -1,11 +1,13 @@
 """The training log: ``log.csv`` in the run folder, one row per logged step, and its figure.
 
+A row is written every ``log_every`` steps, on every step L is computed, at the last step,
+and at an interruption.
 Columns: ``step`` (optimiser steps done), ``loss`` (mean training loss since the previous row),
 ``lr`` (learning rate of the last step), ``decorrelation`` (FocusMIM's L of the latent of the
-last (global) batch it was computed on, every ``decorrelation_every`` steps, through the n×n
-Gram matrix: ``neuroalign.analysis.decorrelation_torch`` with ``units="varying"``, i.e. units
-constant over the batch left out; NaN, with one warning a run saying why, when it cannot be
-computed), ``images_per_s`` and ``elapsed_s``. Any spreadsheet, pandas
+step's (global) batch, on the rows of every ``decorrelation_every``-th step and empty on the
+others, through the n×n Gram matrix: ``neuroalign.analysis.decorrelation_torch`` with
+``units="varying"``, i.e. units constant over the batch left out; NaN, with one warning a run
+saying why, when it cannot be computed), ``images_per_s`` and ``elapsed_s``. Any spreadsheet, pandas
 (``pd.read_csv``) or :func:`read_log` opens it.
 """
 
@@ -43,14 +45,17 @@ def start_log(path: str | Path, keep_until: int = 0) -> Path:
     return path
 
 
-def format_row(step: int, loss: float, lr: float, decorrelation: float, images_per_s: float,
-               elapsed_s: float) -> list[str]:
-    return [str(step), f"{loss:.6g}", f"{lr:.6g}", f"{decorrelation:.6g}", f"{images_per_s:.1f}",
+def format_row(step: int, loss: float, lr: float, decorrelation: float | None,
+               images_per_s: float, elapsed_s: float) -> list[str]:
+    """One row of the log; ``decorrelation`` None (not computed at this step): an empty cell."""
+    return [str(step), f"{loss:.6g}", f"{lr:.6g}",
+            "" if decorrelation is None else f"{decorrelation:.6g}", f"{images_per_s:.1f}",
             f"{elapsed_s:.1f}"]
 
 
 def read_log(path: str | Path):
-    """``log.csv`` as an ``xarray.Dataset`` along ``step`` (one variable per column)."""
+    """``log.csv`` as an ``xarray.Dataset`` along ``step`` (one variable per column; an empty
+    cell, e.g. ``decorrelation`` on a step where it was not computed, is NaN)."""
     import xarray as xr
 
     path = Path(path)
@@ -62,7 +67,7 @@ def read_log(path: str | Path):
         if missing:
             raise ValueError(f"{path} is not a neuroalign training log; columns {sorted(missing)} are missing.")
         rows = list(reader)
-    columns = {k: np.array([float(r[k]) for r in rows]) for k in LOG_FIELDS}
+    columns = {k: np.array([float(r[k] or "nan") for r in rows]) for k in LOG_FIELDS}
     step = columns.pop("step").astype(np.int64)
     return xr.Dataset({k: ("step", v) for k, v in columns.items()}, coords={"step": step},
                       attrs={"source": str(path)})

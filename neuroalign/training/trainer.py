@@ -32,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from neuroalign.analysis.decorrelation import decorrelation_torch
+from neuroalign.interrupts import Interrupted, StopRequest, deferred_signals
 from neuroalign.models import create_model
 from neuroalign.objectives import MIMBatch
 from neuroalign.training import augment, distributed
@@ -199,8 +200,11 @@ def pretrain(
     resumable) and ``log.csv`` (see :mod:`neuroalign.training.log`: loss, learning rate,
     latent decorrelation L, throughput). A folder that already holds a checkpoint is an error
     unless ``resume`` (continue it) or ``overwrite`` (start afresh). ``stop_at`` ends the run
-    early at that step (with a checkpoint), as an interruption would. Under ``torchrun`` every
-    process calls this function; see the module docstring.
+    early at that step (with a checkpoint). SIGINT (Ctrl-C) or SIGTERM (in the main thread)
+    finishes the current step, writes a checkpoint and raises
+    :class:`~neuroalign.interrupts.Interrupted`; ``resume=True`` continues exactly. Under
+    ``torchrun`` every process calls this function and all stop at the same step; see the
+    module docstring.
 
     Args:
         config: the run's settings.
@@ -224,12 +228,14 @@ def pretrain(
         )
     info = distributed.setup(config.device, config.dist_backend)
     try:
-        return _pretrain(config, out, info, images, resume, progress and info.is_main, stop_at)
+        with deferred_signals() as stop:
+            return _pretrain(config, out, info, images, resume, progress and info.is_main,
+                             stop_at, stop)
     finally:
         distributed.teardown(info)
 
 
-def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
+def _pretrain(config, out_dir, info, images, resume, progress, stop_at, stop: StopRequest) -> Path:
     # one function (~90 lines): the loop's running state (loss sum, timer, log file) spans steps
     device = info.device
     share = distributed.rank_slice(config.batch_size, info)
@@ -264,7 +270,9 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
     bar = tqdm(range(start, end), desc="pretrain", disable=not progress, initial=start,
                total=config.steps, dynamic_ncols=True)
     running_loss = torch.zeros((), device=device, dtype=torch.float64)
-    n_running, last_decorrelation, warned = 0, float("nan"), False
+    # L goes into the row of the step it is computed on: None (an empty cell) on the others
+    n_running, last_decorrelation, row_decorrelation, warned = 0, float("nan"), None, False
+    stopping, signum, done = False, 0, start
     tick = t0 = time.perf_counter()
     model.train()
     after_step = getattr(model, "after_optimizer_step", None)  # e.g. an EMA target encoder
@@ -296,34 +304,48 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at) -> Path:
             running_loss += loss.detach().to(torch.float64)
             n_running += 1
             done = step + 1
-            if config.decorrelation_every and step % config.decorrelation_every == 0:
+            computed = bool(config.decorrelation_every) and done % config.decorrelation_every == 0
+            if computed:
                 last_decorrelation, why = _decorrelation(latent, info)
+                row_decorrelation = last_decorrelation
                 if why and not warned and info.is_main:  # once a run: the NaNs in the log say the rest
-                    warnings.warn(f"{log_path}: decorrelation logged as NaN from step {step} "
+                    warnings.warn(f"{log_path}: decorrelation logged as NaN from step {done} "
                                   f"on: {why}", RuntimeWarning, stacklevel=3)
                     warned = True
-            if done == end or (config.log_every and done % config.log_every == 0):
+            # a signal on any rank stops every rank after this step (one all-reduce when distributed)
+            signum = distributed.max_over_ranks(stop.signum or 0, info) if done < end else 0
+            stopping = signum > 0
+            if done == end or stopping or computed or (config.log_every
+                                                       and done % config.log_every == 0):
                 mean_loss = distributed.mean_over_ranks(running_loss, info).item() / n_running
                 now = time.perf_counter()
                 rate = n_running * config.batch_size / (now - tick)
                 if log_file is not None:
                     csv.writer(log_file).writerow(
-                        format_row(done, mean_loss, lr, last_decorrelation, rate, now - t0))
+                        format_row(done, mean_loss, lr, row_decorrelation, rate, now - t0))
                     log_file.flush()
+                row_decorrelation = None
                 bar.set_postfix(loss=f"{mean_loss:.4f}", L=f"{last_decorrelation:.3g}",
                                 lr=f"{lr:.2g}", img_s=f"{rate:.0f}")
                 running_loss.zero_()
                 n_running, tick = 0, now
-            if done == end or (config.checkpoint_every and done % config.checkpoint_every == 0):
+            if done == end or stopping or (config.checkpoint_every
+                                           and done % config.checkpoint_every == 0):
                 if info.is_main:
                     save_checkpoint(ckpt_path, model=model, optimizer=optimizer,
                                     config=config.to_dict(), step=done,
                                     extra={"world_size": info.world_size})
                 distributed.barrier(info)
+            if stopping:
+                break
     finally:
         bar.close()
         if log_file is not None:
             log_file.close()
+    if stopping:
+        raise Interrupted(signum, ckpt_path,
+                          f"checkpoint of step {done} of {config.steps} in {ckpt_path}",
+                          f"pretrain(config, {str(out_dir)!r}, resume=True) continues it")
     return ckpt_path
 
 

@@ -38,8 +38,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     # the resumed log holds every logged step once
     with open(tmp_path / "split" / "log.csv") as f:
         steps = [int(r["step"]) for r in csv.DictReader(f)]
-    # the interrupted run logged its last step (5); the resumed one goes on from there
-    assert steps == [2, 4, 5, 6, 8, 10, 12]
+    # rows every 2 steps and where L is computed (every 3); the interrupted run logged its last
+    # step (5); the resumed one goes on from there
+    assert steps == [2, 3, 4, 5, 6, 8, 9, 10, 12]
 
 
 def test_loss_falls_with_periphery_masking(tmp_path):
@@ -50,7 +51,13 @@ def test_loss_falls_with_periphery_masking(tmp_path):
         rows = list(csv.DictReader(f))
     losses = [float(r["loss"]) for r in rows]
     assert losses[-1] < 0.8 * losses[0]
-    assert all(np.isfinite(float(r["decorrelation"])) for r in rows)
+    # L on the rows of the steps it is computed on (every 3rd), an empty cell on the others
+    assert [int(r["step"]) for r in rows] == sorted(set(range(3, 61, 3)) | set(range(10, 61, 10)))
+    for r in rows:
+        if int(r["step"]) % 3:
+            assert r["decorrelation"] == "", r
+        else:
+            assert np.isfinite(float(r["decorrelation"])), r
     model, state = load_model(tmp_path / "checkpoint.pt")
     assert state["config"]["masking"] == "periphery" and not model.training
 
@@ -99,3 +106,13 @@ def test_recipe_errors_name_the_setting(tmp_path):
     path.write_text('model = "conv_mae_tiny"\n[optim]\nlr = 0.01\nsteps = 3\n')
     cfg = load_config(path, steps=5)
     assert cfg.lr == 0.01 and cfg.steps == 5
+
+
+def test_computing_decorrelation_does_not_change_training(tmp_path):
+    """L is computed from the latent only: how often it is logged leaves the weights as they are."""
+    images = smooth_images(64)
+    paths = [pretrain(tiny_config(steps=6, decorrelation_every=every), tmp_path / str(every),
+                      images=images, progress=False) for every in (0, 1, 4)]
+    states = [load_checkpoint(p)["model_state"] for p in paths]
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]) and torch.equal(states[0][k], states[2][k]), k

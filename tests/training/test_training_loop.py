@@ -147,7 +147,7 @@ def test_decorrelation_error_is_logged_as_nan_with_one_warning(tmp_path, monkeyp
     ours = [w for w in caught if "decorrelation" in str(w.message)]
     assert len(ours) == 1  # once a run, not once a step
     message = str(ours[0].message)
-    assert "NaN from step 0" in message and "constant" in message and "log.csv" in message
+    assert "NaN from step 1" in message and "constant" in message and "log.csv" in message
     log = read_log(tmp_path / "log.csv")
     assert np.isnan(log["decorrelation"].values).all() and np.isfinite(log["loss"].values).all()
 
