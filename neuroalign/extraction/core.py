@@ -25,6 +25,7 @@ from neuroalign.extraction.pipeline import fit_pca_projections, run_batches
 from neuroalign.extraction.reductions import DEFAULT_PCA_FIT, check_options
 from neuroalign.extraction.resume import check_existing, check_output, check_resumed
 from neuroalign.extraction.sources import Head, as_source, load_batch
+from neuroalign.interrupts import Interrupted, deferred_signals
 from neuroalign.provenance import library_versions, weights_sha256
 
 __all__ = ["extract"]
@@ -60,7 +61,10 @@ def extract(
     """Run ``model`` over ``stimuli`` and write the chosen layers' activations to ``out``.
 
     The model runs in eval mode under ``torch.inference_mode`` (its training flag is restored
-    afterwards). A module that runs several times in one forward pass (a shared ReLU) keeps its
+    afterwards). SIGINT (Ctrl-C) or SIGTERM (in the main thread) ends the run after the batch
+    being written: the ``<out>.partial`` keeps every complete batch, and
+    :class:`~neuroalign.interrupts.Interrupted` is raised (``resume=True`` continues). Before
+    a file of more than 1 GB (uncompressed), one line with ``progress`` says its size. A module that runs several times in one forward pass (a shared ReLU) keeps its
     last output, with a warning. The file is written to ``<out>.partial`` and renamed
     when complete (see :class:`neuroalign.activations.ActivationWriter`). Loading, the forward
     pass and compression/writing overlap in three threads on an accelerator (``overlap``); at
@@ -160,15 +164,22 @@ def extract(
     bar = tqdm(total=len(source), unit="img", desc="extract", disable=not progress)
     try:
         model.eval()
-        with ActivationWriter(out, attrs=file_attrs, dtype=dtype, compression=compression,
-                              compression_level=compression_level,
-                              compression_threads=compression_threads, resume=resume) as writer:
+        with deferred_signals() as stop, ActivationWriter(
+            out, attrs=file_attrs, dtype=dtype, compression=compression,
+            compression_level=compression_level, compression_threads=compression_threads,
+            resume=resume,
+        ) as writer:
             if writer.resumed:
                 _continue_file(writer, runner, source, projection, bar)
             if projection == "pca" and not runner.projections:
                 _fit_pca(writer, runner, fit_set, transform, mask_fn, batch_size, n_components)
-            run_batches(runner, writer, source, writer.n_written, batch_size, transform, mask_fn,
-                        first, projection, n_components, seed, bar, overlap)
+            if not run_batches(runner, writer, source, writer.n_written, batch_size, transform,
+                               mask_fn, first, projection, n_components, seed, bar, overlap,
+                               stop):  # a signal: the writer keeps the .partial
+                raise Interrupted(
+                    stop.signum or 0, writer.partial_path,
+                    f"{writer.n_written} of {len(source)} stimuli in {writer.partial_path}",
+                    "extract(..., resume=True) with the same arguments continues it")
     finally:
         bar.close()
         runner.close()

@@ -14,7 +14,10 @@ from neuroalign.activations import ActivationWriter
 from neuroalign.extraction.reductions import fit_pca, random_projection
 from neuroalign.extraction.sources import load_batch
 
-__all__ = ["batch_indices", "fit_pca_projections", "run_batches"]
+__all__ = ["LARGE_FILE_BYTES", "batch_indices", "fit_pca_projections", "run_batches", "size_notice"]
+
+#: Above this estimated size (bytes, uncompressed) an extraction says how large its file will be.
+LARGE_FILE_BYTES = 10**9
 
 
 def batch_indices(start: int, stop: int, batch_size: int) -> list[np.ndarray]:
@@ -78,6 +81,31 @@ def _layer_options(features, runner, writer, projection, k, seed) -> None:
             writer.layer_attrs[name] = layer_attrs
 
 
+def size_notice(arrays: dict[str, np.ndarray], n_stimuli: int, dtype: str,
+                threshold: float | None = None) -> str | None:
+    """One line estimating the file's size from a batch's arrays when above ``threshold``
+    (default :data:`LARGE_FILE_BYTES`), with the options that make it smaller; else None."""
+    threshold = LARGE_FILE_BYTES if threshold is None else threshold
+    units = sum(math.prod(a.shape[1:]) for a in arrays.values())
+    itemsize = np.dtype(dtype).itemsize
+    size = n_stimuli * units * itemsize
+    if size <= threshold:
+        return None
+    smaller = "" if dtype == "float16" else ", dtype float16 (--dtype float16)"
+    return (f"extract: the activation file will hold about {_human(size)} uncompressed "
+            f"({n_stimuli} stimuli x {units} values x {itemsize} bytes, {len(arrays)} layers); "
+            f"pooling (--pooling avg or k), a projection (--projection random|pca "
+            f"--n-components K){smaller} make it smaller")
+
+
+def _human(size: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
 def _write(writer: ActivationWriter, holder: list, ids, coords) -> None:
     """Write the batch in ``holder`` (its only reference), so the writer can free each layer
     as soon as it is on disk."""
@@ -127,11 +155,15 @@ def _executor(overlap: bool, name: str):
 
 
 def run_batches(runner, writer, source, start, batch_size, transform, mask_fn, first,
-                 projection, k, seed, bar, overlap) -> None:
-    """The batch loop: load i+1 | forward i | write i-1, overlapped in threads or in turn."""
+                projection, k, seed, bar, overlap, stop=None) -> bool:
+    """The batch loop: load i+1 | forward i | write i-1, overlapped in threads or in turn.
+
+    ``stop``: true once the loop should end (a signal came): the batches begun are written, and
+    the result is False. True when every batch is written.
+    """
     todo = batch_indices(start, len(source), batch_size)
     if not todo:
-        return
+        return True
     with _executor(overlap, "neuroalign-load") as loader, _executor(
         overlap, "neuroalign-write"
     ) as write_pool:
@@ -140,18 +172,25 @@ def run_batches(runner, writer, source, start, batch_size, transform, mask_fn, f
         else:
             future = loader.submit(load_batch, source, todo[0], transform, mask_fn)
         pending: Future | None = None  # the write of the batch before
-        pending_size = 0
+        pending_size, complete = 0, True
         try:
             for i, index in enumerate(todo):
+                if stop and i > 0:  # at least one batch on disk: the file can be resumed
+                    complete = False
+                    break
                 x, coords = future.result()
                 if i + 1 < len(todo):
                     future = loader.submit(load_batch, source, todo[i + 1], transform, mask_fn)
                 features = runner.features(x)
                 del x
-                if writer.n_written == 0 and pending is None:
+                new_file = writer.n_written == 0 and pending is None
+                if new_file:
                     _layer_options(features, runner, writer, projection, k, seed)
                 arrays = runner.arrays(features)
                 del features
+                notice = size_notice(arrays, len(source), writer.dtype) if new_file else None
+                if notice and not bar.disable:
+                    bar.write(notice, file=bar.fp)  # the progress channel (stderr)
                 if pending is not None:
                     pending.result()  # at most one batch waits for the writer
                     bar.update(pending_size)
@@ -162,6 +201,7 @@ def run_batches(runner, writer, source, start, batch_size, transform, mask_fn, f
             assert pending is not None  # todo is not empty
             pending.result()
             bar.update(pending_size)
+            return complete
         except BaseException:
             future.cancel()
             if pending is not None:
