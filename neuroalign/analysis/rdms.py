@@ -237,7 +237,9 @@ def match_stimuli(rdms, stimulus_id: Sequence[str], *, name: str = "RDMs"):
             f"{missing[:20]}, {len(extra)} ids of {name} not requested {extra[:20]}. Stimuli "
             "are matched by id, never by position: extract the activations from the stimulus "
             "set the brain data belongs to (e.g. --stimuli kriegeskorte92 or cichy92), whose "
-            "ids the brain loaders use"
+            "ids the brain loaders use, or give a folder's images those ids with a CSV of "
+            "file,stimulus_id (extract --stimulus-ids map.csv; "
+            "StimulusSet.from_folder(folder, stimulus_ids='map.csv'))"
         )
     position = {s: i for i, s in enumerate(have.tolist())}
     out = rdms.copy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 __all__ = ["add_extract", "add_layers"]
@@ -18,9 +19,21 @@ def _model_from_arg(name: str, device, seed: int = 0):
     if Path(name).is_file():
         model, state = load_model(name, device)
         return model, checkpoint_attrs(name, state), int(state["config"]["image_size"])
+    if _looks_like_path(name):
+        if Path(name).is_dir():
+            raise FileNotFoundError(f"not a checkpoint file but a folder: {name}")
+        raise FileNotFoundError(f"no such file: {name}")
     model = create_model(name, seed=seed)
     attrs = {"model": name, "weights": f"random initialisation, seed {seed}"}
     return model.to(device).eval(), attrs, None
+
+
+def _looks_like_path(name: str) -> bool:
+    """A checkpoint path rather than a model name: a .pt/.pth/.ckpt file name, or a path with
+    a folder (``torchvision/<name>`` and ``timm/<name>`` are model names)."""
+    if name.lower().endswith((".pt", ".pth", ".ckpt")) or name.startswith((".", "~")):
+        return True
+    return "/" in name and name.split("/", 1)[0] not in ("torchvision", "timm")
 
 
 def add_extract(sub):
@@ -34,6 +47,10 @@ def add_extract(sub):
     p.add_argument("--stimuli", required=True,
                    help="a registered stimulus set (kriegeskorte92, cichy92, algonauts78, "
                         "cifar10-train, cifar10-test) or a folder of images")
+    p.add_argument("--stimulus-ids", type=Path, metavar="MAP.csv",
+                   help="a folder's images get these ids instead of their file names: a CSV "
+                        "with the header file,stimulus_id (file: the image's path in the "
+                        "folder, with or without suffix), e.g. to match a brain set's ids")
     p.add_argument("--out", required=True, type=Path, help="the activation file to write (.nc)")
     p.add_argument("--layers", nargs="+", default=None,
                    help="module paths or glob patterns (default: the model's encoder blocks, or all leaf modules)")
@@ -76,18 +93,13 @@ def add_extract(sub):
 
 
 def _run_extract(args):
-    from neuroalign.data.stimuli import StimulusSet
-    from neuroalign.data.stimulus_sets import STIMULUS_SETS, load_stimulus_set
-    from neuroalign.extraction import extract, image_transform
+    from neuroalign.extraction import UnknownLayerError, image_transform
     from neuroalign.training.trainer import resolve_device
 
     device = resolve_device(args.device)
     model, attrs, size = _model_from_arg(args.model, device, args.seed)
     size = args.image_size or size or 224
-    if args.stimuli in STIMULUS_SETS or not Path(args.stimuli).exists():
-        stimuli = load_stimulus_set(args.stimuli)
-    else:
-        stimuli = StimulusSet.from_folder(args.stimuli)
+    stimuli = _stimuli_from_arg(args.stimuli, args.stimulus_ids)
     if args.normalize == "imagenet":
         transform = image_transform(size, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     else:
@@ -98,7 +110,30 @@ def _run_extract(args):
     elif pooling == "none":
         pooling = None
     attrs["input_size"] = size
-    path = extract(model, stimuli, args.layers, out=args.out, transform=transform,
+    try:
+        path = _extract(args, model, stimuli, transform, device, pooling, attrs)
+    except UnknownLayerError as err:
+        raise err.with_hint(f"neuroalign layers {shlex.quote(args.model)}") from None
+    print(f"activations: {path}")
+
+
+def _stimuli_from_arg(text: str, stimulus_ids):
+    """A registered stimulus set, or a folder of images (ids from a CSV map if given)."""
+    from neuroalign.data.stimuli import StimulusSet
+    from neuroalign.data.stimulus_sets import STIMULUS_SETS, load_stimulus_set
+
+    if text in STIMULUS_SETS or not Path(text).is_dir():
+        if stimulus_ids is not None and text in STIMULUS_SETS:
+            raise ValueError(f"--stimulus-ids maps the files of a folder; the registered set "
+                             f"{text} has its own ids.")
+        return load_stimulus_set(text)
+    return StimulusSet.from_folder(text, stimulus_ids=stimulus_ids)
+
+
+def _extract(args, model, stimuli, transform, device, pooling, attrs):
+    from neuroalign.extraction import extract
+
+    return extract(model, stimuli, args.layers, out=args.out, transform=transform,
                    batch_size=args.batch_size, device=device, dtype=args.dtype, pooling=pooling,
                    tokens=args.tokens, projection=args.projection, n_components=args.n_components,
                    fit_stimuli=args.pca_fit, mask=args.mask, seed=args.seed,
@@ -107,7 +142,6 @@ def _run_extract(args):
                    compression_threads=args.compression_threads, resume=args.resume,
                    overwrite=args.overwrite, attrs=attrs,
                    output_element=_output_elements(args.output_element))
-    print(f"activations: {path}")
 
 
 def _positive_int(text: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import scipy.io
@@ -148,12 +149,17 @@ def load_stimulus_set(name: str) -> StimulusSet:
     """Load a registered stimulus set by name (one of :data:`STIMULUS_SETS`).
 
     Raises:
+        FileNotFoundError: ``name`` looks like a path (has a ``/``, starts with ``.`` or ``~``):
+            "no such folder".
         ValueError: unknown name; the message lists the close matches and all valid names.
     """
+    if name not in STIMULUS_SETS and ("/" in name or "\\" in name or name.startswith((".", "~"))):
+        raise FileNotFoundError(f"{'not a folder' if Path(name).exists() else 'no such folder'}: {name}")
     if name not in STIMULUS_SETS:
         near = difflib.get_close_matches(name, list(STIMULUS_SETS), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
         raise ValueError(
-            f"Unknown stimulus set {name!r}; valid names: {', '.join(STIMULUS_SETS)}.{hint}"
+            f"Unknown stimulus set {name!r} (and no folder of that name); valid names: "
+            f"{', '.join(STIMULUS_SETS)}.{hint}"
         )
     return STIMULUS_SETS[name]()

@@ -20,7 +20,12 @@ loop), ``resume`` (checks before continuing a file), ``core`` (``extract``), ``c
 
 from neuroalign.extraction.checkpoints import extract_checkpoints
 from neuroalign.extraction.core import extract
-from neuroalign.extraction.layers import list_layers, match_layers, resolve_layers
+from neuroalign.extraction.layers import (
+    UnknownLayerError,
+    list_layers,
+    match_layers,
+    resolve_layers,
+)
 from neuroalign.extraction.reductions import (
     DEFAULT_PCA_FIT,
     PROJECTIONS,
@@ -37,6 +42,7 @@ __all__ = [
     "extract",
     "extract_checkpoints",
     "list_layers",
+    "UnknownLayerError",
     "match_layers",
     "resolve_layers",
     "ImageTransform",

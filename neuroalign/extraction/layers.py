@@ -8,9 +8,34 @@ from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["list_layers", "match_layers", "resolve_layers", "is_default_choice"]
+__all__ = ["UnknownLayerError", "list_layers", "match_layers", "resolve_layers", "is_default_choice"]
 
 _GLOB_CHARS = set("*?[")
+
+#: Where an unknown-layer error points Python users; the CLI points to ``neuroalign layers``.
+PYTHON_HINT = ("neuroalign.extraction.list_layers(model) (or [n for n, _ in "
+               "model.named_modules()])")
+
+
+class UnknownLayerError(ValueError):
+    """A layer name or pattern that matches no module of the model.
+
+    Attributes:
+        model_name: the model's class name.
+        layer: the name asked for.
+        close: the closest module names.
+    """
+
+    def __init__(self, model_name: str, layer: str, close: list[str], hint: str = PYTHON_HINT):
+        self.model_name, self.layer, self.close = model_name, layer, close
+        near = f" Closest module names: {close}." if close else ""
+        super().__init__(f"{model_name} has no module matching {layer!r}.{near} List them with "
+                         f"{hint}.")
+
+    def with_hint(self, hint: str) -> UnknownLayerError:
+        """The same error pointing to another way of listing the layers (e.g. a command)."""
+        return UnknownLayerError(self.model_name, self.layer, self.close, hint)
+
 
 def list_layers(model: nn.Module) -> list[str]:
     """Module paths of every sub-module of ``model``, in definition order."""
@@ -79,12 +104,7 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str] | None = None) 
             matches = [layer] if layer in known else []
         if not matches:
             close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
-            hint = f" Closest module names: {close}." if close else ""
-            raise ValueError(
-                f"{type(model).__name__} has no module matching {layer!r}.{hint} List them with "
-                "neuroalign.extraction.list_layers(model) (or [n for n, _ in "
-                "model.named_modules()])."
-            )
+            raise UnknownLayerError(type(model).__name__, layer, close)
         resolved.extend(m for m in matches if m not in resolved)
     return resolved
 

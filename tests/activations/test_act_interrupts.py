@@ -122,7 +122,7 @@ def test_api_raises_interrupted_after_the_batch(tmp_path):
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(Interrupted) as caught:
         extract(SignalAt(2, signal.SIGINT), stimuli, "conv", out,
-                transform=lambda im: torch.from_numpy(np.asarray(im)).permute(2, 0, 1).float(),
+                transform=lambda im: torch.from_numpy(np.array(im)).permute(2, 0, 1).float(),
                 batch_size=3, progress=False)
     assert signal.getsignal(signal.SIGINT) is before
     err = caught.value

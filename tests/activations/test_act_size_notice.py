@@ -26,7 +26,7 @@ def stimuli(n=9):
 
 
 def to_tensor(image):
-    return torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
 
 
 def run(tmp_path, name, **kw):
