@@ -46,7 +46,8 @@ def add_pretrain(sub):
         description="Pretrain by masked-image modeling as a recipe says (see pretrain/*.toml). "
         "Writes checkpoint.pt (resumable) and log.csv (loss, learning rate, latent "
         "decorrelation, images/s) into --out; a folder holding a checkpoint needs --resume "
-        "(continue it) or --overwrite (start afresh). Several "
+        "(continue it) or --overwrite (start afresh). Ctrl-C or SIGTERM ends the current "
+        "step, writes a checkpoint and prints the command that resumes. Several "
         "GPUs or nodes: torchrun --nproc_per_node N -m neuroalign pretrain … "
         "(batch_size is the global batch: the result equals the single-process run).")
     p.add_argument("recipe", type=Path, help="TOML recipe (keys of neuroalign.training.PretrainConfig)")

@@ -84,18 +84,22 @@ def _layer_options(features, runner, writer, projection, k, seed) -> None:
 def size_notice(arrays: dict[str, np.ndarray], n_stimuli: int, dtype: str,
                 threshold: float | None = None) -> str | None:
     """One line estimating the file's size from a batch's arrays when above ``threshold``
-    (default :data:`LARGE_FILE_BYTES`), with the options that make it smaller; else None."""
+    (default :data:`LARGE_FILE_BYTES`), with the options that make it smaller; else None.
+
+    Values are stored as 4-byte floats whatever ``dtype`` (float16 is float32 rounded to
+    float16's precision, which compression halves), so the estimate is stimuli x units x 4.
+    """
     threshold = LARGE_FILE_BYTES if threshold is None else threshold
     units = sum(math.prod(a.shape[1:]) for a in arrays.values())
-    itemsize = np.dtype(dtype).itemsize
-    size = n_stimuli * units * itemsize
+    size = n_stimuli * units * 4
     if size <= threshold:
         return None
-    smaller = "" if dtype == "float16" else ", dtype float16 (--dtype float16)"
+    rounded = dtype == "float16"
     return (f"extract: the activation file will hold about {_human(size)} uncompressed "
-            f"({n_stimuli} stimuli x {units} values x {itemsize} bytes, {len(arrays)} layers); "
+            f"({n_stimuli} stimuli x {units} values x 4 bytes, {len(arrays)} layers"
+            f"{'; float16-rounded values compress to about half' if rounded else ''}); "
             f"pooling (--pooling avg or k), a projection (--projection random|pca "
-            f"--n-components K){smaller} make it smaller")
+            f"--n-components K){'' if rounded else ' or --dtype float16'} make it smaller")
 
 
 def _human(size: float) -> str:

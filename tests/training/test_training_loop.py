@@ -201,3 +201,18 @@ def test_log_reads_and_plots(tmp_path):
     fig = plot_log(tmp_path / "log.csv", tmp_path / "log.png")
     assert (tmp_path / "log.png").stat().st_size > 1000
     assert len(fig.axes) == 3 and len(fig.axes[0].lines[0].get_xdata()) == 3
+
+
+def test_log_leaves_decorrelation_empty_where_not_computed_and_plots_only_computed(tmp_path):
+    pretrain(config(log_every=1, decorrelation_every=3), tmp_path, images=smooth_images(),
+             progress=False)
+    with open(tmp_path / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+    assert [r["decorrelation"] == "" for r in rows] == [True, True, False, True, True, False]
+    log = read_log(tmp_path / "log.csv")
+    assert np.isnan(log["decorrelation"].values[[0, 1, 3, 4]]).all()
+    fig = plot_log(tmp_path / "log.csv")
+    (line,) = fig.axes[1].lines
+    assert line.get_xdata().tolist() == [3, 6]
+    assert line.get_ydata().tolist() == [float(rows[2]["decorrelation"]), float(rows[5]["decorrelation"])]
