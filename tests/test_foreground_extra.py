@@ -57,7 +57,10 @@ def test_rembg_is_an_extra_that_the_test_extra_pulls_in(monkeypatch):
     # the README installs .[test], and the suite covers foreground maps: CI keeps rembg
     assert set(extras["foreground"]) <= set(extras["test"])
     assert set(extras["foreground"]) <= set(extras["dev"])
-    assert '".[test]"' in (ROOT / "README.md").read_text().splitlines()[3]
+    first_command = (ROOT / "README.md").read_text().split("```bash\n", 1)[1].splitlines()[0]
+    assert 'pip install -e ".[test]"' in first_command
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[test]"' in ci and "export U2NET_HOME=" in ci
 
 
 @pytest.mark.parametrize("missing", ["rembg", "onnxruntime"])
