@@ -144,9 +144,10 @@ def rembg_session(model: str = "u2netp"):
     with _environ("U2NET_HOME", str(local) if use_local else None):
         where = _model_folder(session_class)
         if where is not None and _existing_model(session_class, model) is None:
+            into = getattr(session_class, "model_dir", lambda: where)()
             print(f"rembg model {model}.onnx not found in {where}: rembg downloads it from its "
-                  "GitHub release (set U2NET_HOME to a folder holding it to stay offline).",
-                  file=sys.stderr)
+                  f"GitHub release into {into} (set U2NET_HOME to a folder holding it to stay "
+                  "offline).", file=sys.stderr)
         try:
             return rembg.new_session(model)
         except Exception as err:  # rembg/pooch raise many kinds when the download fails
