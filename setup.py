@@ -6,6 +6,8 @@ here = Path(__file__).parent
 version = {}
 exec((here / "neuroalign" / "_version.py").read_text(), version)
 
+FOREGROUND = ["rembg[cpu]>=2.0.50"]
+
 setup(
     name="neuroalign",
     version=version["__version__"],
@@ -40,11 +42,13 @@ setup(
         "matplotlib>=3.7",
         "pandas>=2",
         "tqdm>=4.60",
-        "rembg[cpu]>=2.0.50",
     ],
     extras_require={
-        "test": ["pytest>=7"],
-        "dev": ["pytest>=7", "ruff==0.17.6", "mypy==2.4.1", "types-tqdm"],
+        # foreground maps (loss regions foreground_*, saliency fixations): rembg on onnxruntime
+        "foreground": FOREGROUND,
+        # the test suite covers foreground maps, so the README's `.[test]` installs them too
+        "test": ["pytest>=7", *FOREGROUND],
+        "dev": ["pytest>=7", *FOREGROUND, "ruff==0.17.6", "mypy==2.4.1", "types-tqdm"],
         "timm": ["timm>=0.9"],
     },
     entry_points={"console_scripts": ["neuroalign=neuroalign.cli:main"]},

@@ -9,15 +9,23 @@ SHA-256 of the model name, the image shape and its bytes, written atomically (te
 then rename). An unreadable or wrong-shaped entry is recomputed with a warning — a missing map
 is never replaced by "all ones", as the reference did.
 
-Model files: rembg looks for ``<model>.onnx`` in ``U2NET_HOME`` (default ``~/.u2net``) and
-downloads it when absent. When ``U2NET_HOME`` is unset and ``NEUROALIGN_DATA/u2net/<model>.onnx``
-exists, that folder is used.
+rembg and onnxruntime come with the extra ``pip install "neuroalign[foreground]"``; they are
+imported only when a map has to be computed (cached maps need neither), and their absence is
+one :class:`MissingExtraError` naming that command.
+
+Model files: rembg looks for ``<model>.onnx`` in ``U2NET_HOME`` (``<model>.onnx`` or
+``models/<model>/<model>.onnx``) and downloads it when absent, saying so on stderr first. When
+``U2NET_HOME`` is unset and ``NEUROALIGN_DATA/u2net/<model>.onnx`` exists, that folder is used.
+With the model file present nothing goes over the network: onnxruntime's telemetry is switched
+off before each session is created, and rembg's sessions that send images to a remote service
+are refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +36,18 @@ from tqdm.auto import tqdm
 from neuroalign.data.files import cache_dir as neuroalign_cache_dir
 from neuroalign.data.files import data_root
 
-__all__ = ["cache_key", "default_cache_dir", "foreground_maps", "rembg_session"]
+__all__ = ["INSTALL_FOREGROUND", "MissingExtraError", "cache_key", "default_cache_dir",
+           "foreground_maps", "rembg_session"]
+
+INSTALL_FOREGROUND = 'pip install "neuroalign[foreground]"'
+
+
+class MissingExtraError(ImportError, ValueError):
+    """An optional dependency of neuroalign is not installed; the message names the extra.
+
+    Also a ValueError, so the ``neuroalign`` command reports it as one line like any other bad
+    setting.
+    """
 
 
 def foreground_maps(
@@ -53,6 +72,7 @@ def foreground_maps(
     Raises:
         ValueError: unknown rembg model, or images of the wrong type, shape or dtype.
         FileNotFoundError: the model file is not found and cannot be downloaded.
+        MissingExtraError: a map is to be computed and rembg or onnxruntime is not installed.
     """
     pixels = _as_uint8_images(images)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(model)
@@ -68,8 +88,7 @@ def foreground_maps(
             out[i] = cached
     if todo:
         session = rembg_session(model)
-        from rembg import remove
-
+        remove = _import_rembg().remove
         folder.mkdir(parents=True, exist_ok=True)
         for i, path in tqdm(todo, desc=f"foreground maps ({model})", disable=not progress):
             mask = np.asarray(remove(pixels[i], session=session, only_mask=True), dtype=np.uint8)
@@ -103,29 +122,71 @@ def rembg_session(model: str = "u2netp"):
     """A rembg session by name, with a clear error when its model file cannot be had.
 
     When ``U2NET_HOME`` is unset and ``NEUROALIGN_DATA/u2net/<model>.onnx`` exists, rembg is
-    pointed at that folder (for this call only).
+    pointed at that folder (for this call only). onnxruntime's telemetry is switched off first.
     """
-    import rembg
+    rembg = _import_rembg()
+    import onnxruntime
     from rembg.sessions import sessions_class
 
-    names = sorted(sc.name() for sc in sessions_class)
-    if model not in names:
-        raise ValueError(f"The rembg model must be one of {names}; got {model!r}.")
+    by_name = {sc.name(): sc for sc in sessions_class}
+    if model not in by_name:
+        raise ValueError(f"The rembg model must be one of {sorted(by_name)}; got {model!r}.")
+    session_class = by_name[model]
+    if not getattr(session_class, "is_local", lambda: True)():
+        raise ValueError(f"The rembg model {model!r} sends the images to a remote service; "
+                         "neuroalign computes foreground maps on this machine only.")
+    if hasattr(onnxruntime, "disable_telemetry_events"):  # a no-op where there is no telemetry
+        onnxruntime.disable_telemetry_events()
     home = os.environ.get("U2NET_HOME", "").strip()
     root = data_root()
     local = root / "u2net" if root is not None else None
     use_local = not home and local is not None and (local / f"{model}.onnx").is_file()
     with _environ("U2NET_HOME", str(local) if use_local else None):
+        where = _model_folder(session_class)
+        if where is not None and _existing_model(session_class, model) is None:
+            into = getattr(session_class, "model_dir", lambda: where)()
+            print(f"rembg model {model}.onnx not found in {where}: rembg downloads it from its "
+                  f"GitHub release into {into} (set U2NET_HOME to a folder holding it to stay "
+                  "offline).", file=sys.stderr)
         try:
             return rembg.new_session(model)
         except Exception as err:  # rembg/pooch raise many kinds when the download fails
-            where = home or (str(local) if local is not None else "~/.u2net (U2NET_HOME unset)")
             raise FileNotFoundError(
-                f"Cannot load the rembg model file {model}.onnx: not found in {where} and it "
-                f"could not be downloaded ({type(err).__name__}: {err}). Put {model}.onnx in a "
-                "folder and set U2NET_HOME to it, or NEUROALIGN_DATA to a folder holding "
-                f"u2net/{model}.onnx."
+                f"Cannot load the rembg model file {model}.onnx: not found in "
+                f"{where or home or '~/.u2net (U2NET_HOME unset)'} and it could not be downloaded "
+                f"({type(err).__name__}: {err}). Put {model}.onnx in a folder and set U2NET_HOME "
+                f"to it, or NEUROALIGN_DATA to a folder holding u2net/{model}.onnx."
             ) from err
+
+
+def _import_rembg():
+    """The rembg module, or one MissingExtraError naming the extra that installs it."""
+    try:
+        # onnxruntime first: rembg calls sys.exit when it cannot import onnxruntime
+        import onnxruntime  # noqa: F401
+        import rembg
+    except ImportError as err:
+        raise MissingExtraError(
+            f"Foreground maps need rembg and onnxruntime, which are not installed ({err}): "
+            f"{INSTALL_FOREGROUND}"
+        ) from None
+    return rembg
+
+
+def _model_folder(session_class) -> str | None:
+    """Where rembg looks for the model file first (``U2NET_HOME`` when set), if it says."""
+    home = getattr(session_class, "legacy_home", None) or getattr(session_class, "u2net_home", None)
+    return home() if home is not None else None
+
+
+def _existing_model(session_class, model: str) -> str | None:
+    """The model file rembg would use without downloading, or None when it would download."""
+    fname = f"{model}.onnx"
+    resolve = getattr(session_class, "resolve_existing", None)
+    if resolve is not None:
+        return resolve(fname)
+    path = os.path.join(_model_folder(session_class) or "", fname)
+    return path if os.path.isfile(path) else None
 
 
 def _as_uint8_images(images) -> np.ndarray:
