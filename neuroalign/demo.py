@@ -5,21 +5,28 @@
 3. per layer: decorrelation L and mean |r| (on the 92 stimuli), linear-probe accuracy on
    CIFAR-10 (probe trained on activations of training images, scored on test images), and RSA
    against the 4 human-IT subjects (sessions averaged) with the noise ceiling;
-4. write ``results.nc`` and a layerwise RSA figure, print a table.
+4. write ``results.nc``, the layerwise RSA figure ``rsa_layers.png`` and ``layer_results.png``
+   (RSA, decorrelation L and probe accuracy side by side, layer on x), print a table and the
+   time each stage took.
+
+``--quick`` (:meth:`DemoSettings.first_look`) runs the same chain smaller, for a first look.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import xarray as xr
 
 from neuroalign import workflows
 from neuroalign.training.config import PretrainConfig
+from neuroalign.variable_attrs import add_variable_attrs
 
 __all__ = ["DEMO_FILES", "DemoSettings", "demo_config", "run_demo"]
+
+STAGES = ("pretraining", "extraction", "analyses", "writing")
 
 
 @dataclass
@@ -31,6 +38,14 @@ class DemoSettings:
     probe_test_per_class: int = 100
     device: str = "auto"
     seed: int = 0
+    quick: bool = False  # recorded in results.nc: the numbers are a first look, not the demo's
+
+    @classmethod
+    def first_look(cls, **changes) -> DemoSettings:
+        """``neuroalign demo --quick``: under a minute on 2 CPU cores. Fewer pretraining steps
+        with smaller batches, fewer probe images; the same chain and files."""
+        return replace(cls(steps=40, batch_size=64, probe_train_per_class=20,
+                           probe_test_per_class=10, quick=True), **changes)
 
 
 def demo_config(settings: DemoSettings) -> PretrainConfig:
@@ -66,7 +81,7 @@ def run_demo(
     """Run the chain into the folder ``out``; returns the paths of the files written.
 
     A folder that already holds the demo's files is an error unless ``overwrite``."""
-    from neuroalign.analysis.plots import plot_layerwise_rsa
+    from neuroalign.analysis.plots import plot_layerwise_panels, plot_layerwise_rsa
     from neuroalign.training import pretrain
 
     settings = settings or DemoSettings()
@@ -78,28 +93,34 @@ def run_demo(
             "--overwrite (overwrite=True) to run it again."
         )
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     say = print if progress else (lambda *a, **k: None)
+    clock = _StageClock()
 
-    say("[1/4] pretraining (periphery masking, ratio 0.8, mean-colour fill, loss on hidden pixels)")
+    say("[1/4] pretraining (periphery masking, ratio 0.8, mean-colour fill, loss on hidden pixels)"
+        + (" — quick: a first look, not the demo's numbers" if settings.quick else ""))
     config = demo_config(settings)
     checkpoint = pretrain(config, out / "pretrain", overwrite=overwrite, progress=progress)
 
-    say("[2/4] extracting encoder activations")
+    clock.next("[2/4] extracting encoder activations", say)
     activations, probe_files, attrs, device = _extract(checkpoint, config, settings, out,
                                                        overwrite, progress)
 
-    say("[3/4] analysing: decorrelation, linear probe, RSA against human IT")
+    clock.next("[3/4] analysing: decorrelation, linear probe, RSA against human IT", say)
     decorrelation = workflows.decorrelation_from_file(activations)
     probe = workflows.probe_from_files(probe_files["train"], probe_files["test"],
                                        seeds=(settings.seed,), device=str(device),
                                        protocol="standardized-accuracy")
     rsa = workflows.rsa_from_file(activations, "kriegeskorte-hit", compare_method="spearman")
 
-    say("[4/4] writing results")
-    results = _results(decorrelation, probe, rsa, activations, attrs)
+    clock.next("[4/4] writing results", say)
+    results = _results(decorrelation, probe, rsa, activations, attrs, settings)
     results_path = workflows.save_results(results, out / "results.nc")
     figures = plot_layerwise_rsa(rsa, out / "rsa_layers.png")
+    panels = plot_layerwise_panels(rsa, [
+        (decorrelation, "L", "decorrelation L\n(92 stimuli)"),
+        (probe, "accuracy_mean", "CIFAR-10 linear-probe\ntest accuracy"),
+    ], out / "layer_results.png")
+    clock.next(None, say)
 
     table = workflows.format_table(
         results, ["decorrelation_L", "mean_abs_r", "probe_accuracy", "rsa_hit_spearman", "rsa_hit_sem"])
@@ -114,12 +135,34 @@ def run_demo(
         "probe activations (test)": probe_files["test"],
         "results": results_path,
         **{f"figure ({p.suffix[1:]})": p for p in figures},
+        **{f"RSA + L + probe ({p.suffix[1:]})": p for p in panels},
     }
     say("\nfiles:")
     for name, path in files.items():
         say(f"  {name:<26} {path}")
-    say(f"done in {time.perf_counter() - t0:.0f} s")
+    say("\n" + clock.report())
     return files
+
+
+class _StageClock:
+    """Wall time of each demo stage, measured, for the report at the end."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def next(self, message: str | None, say) -> None:
+        now = time.perf_counter()
+        self.seconds[STAGES[len(self.seconds)]] = now - self._start
+        self._start = now
+        if message:
+            say(message)
+
+    def report(self) -> str:
+        width = max(map(len, self.seconds))
+        lines = [f"  {name:<{width}}  {s:7.1f} s" for name, s in self.seconds.items()]
+        total = sum(self.seconds.values())
+        return "\n".join(["time per stage (measured):", *lines, f"  {'total':<{width}}  {total:7.1f} s"])
 
 
 def _extract(checkpoint: Path, config: PretrainConfig, settings: DemoSettings, out: Path,
@@ -160,9 +203,9 @@ def _extract(checkpoint: Path, config: PretrainConfig, settings: DemoSettings, o
 
 
 def _results(decorrelation: xr.Dataset, probe: xr.Dataset, rsa: xr.Dataset, activations: Path,
-             attrs: dict) -> xr.Dataset:
+             attrs: dict, settings: DemoSettings) -> xr.Dataset:
     """The per-layer table the demo writes to results.nc."""
-    return xr.Dataset(
+    results = xr.Dataset(
         {
             "decorrelation_L": decorrelation["L"],
             "mean_abs_r": decorrelation["mean_abs_r"],
@@ -175,7 +218,9 @@ def _results(decorrelation: xr.Dataset, probe: xr.Dataset, rsa: xr.Dataset, acti
             "noise_ceiling_upper": rsa["noise_ceiling_upper"],
         },
         attrs={
-            "description": "neuroalign demo: per-layer metrics of a periphery-masked conv MIM encoder",
+            "description": "neuroalign demo: per-layer metrics of a periphery-masked conv MIM encoder"
+                           + (" (--quick: a first look, fewer steps and probe images)"
+                              if settings.quick else ""),
             "activations": str(activations),
             "rsa_brain": "kriegeskorte-hit (4 subjects, 2 sessions averaged)",
             "rsa_rdm_method": rsa.attrs.get("rdm_method", "correlation"),
@@ -186,3 +231,13 @@ def _results(decorrelation: xr.Dataset, probe: xr.Dataset, rsa: xr.Dataset, acti
             **{k: v for k, v in attrs.items() if k != "checkpoint"},
         },
     )
+    hit = "with human IT (Kriegeskorte et al. 2008)"
+    return add_variable_attrs(results, {
+        "decorrelation_L": ("decorrelation L of the layer over the 92 stimuli (FocusMIM)", "1"),
+        "probe_accuracy": ("CIFAR-10 linear-probe test accuracy (fraction correct)", "1"),
+        "rsa_hit_spearman": (f"Spearman similarity of the layer RDM {hit}, mean over subjects",
+                             "1"),
+        "rsa_hit_sem": (f"standard error over subjects of the Spearman similarity {hit}", "1"),
+        "rsa_hit_per_subject": (f"Spearman similarity of the layer RDM {hit}, each subject",
+                                "1"),
+    })

@@ -15,7 +15,8 @@ import numpy as np
 import xarray as xr
 
 from neuroalign.activations import flatten, layer_names, open_activations
-from neuroalign.data.registry import load_brain_rdms
+from neuroalign.data.registry import brain_description, load_brain_rdms
+from neuroalign.variable_attrs import add_variable_attrs
 
 __all__ = [
     "decorrelation_from_file",
@@ -23,19 +24,38 @@ __all__ = [
     "iter_layer_chunks",
     "iter_layers",
     "layer_rdms_from_file",
+    "model_description",
     "model_similarity_from_files",
     "partition_from_files",
     "probe_from_files",
     "rsa_from_file",
     "save_results",
+    "select_stimuli",
     "stimulus_coords",
+    "ONE_RDM",
 ]
 
-def iter_layers(path: str | Path, layers: Sequence[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+
+def _chosen_layers(tree, path, layers: str | Sequence[str] | None) -> list[str]:
+    """The layers asked for (one name, a list, or None: every layer of the file); an empty
+    choice is an error, not a silent 'all' or 'none'."""
+    if layers is None:
+        return layer_names(tree)
+    chosen = [layers] if isinstance(layers, str) else list(layers)
+    if not chosen or not all(str(name).strip() for name in chosen):
+        raise ValueError(
+            f"{path}: the layers chosen ({layers!r}) select no layer; give layer names "
+            f"(the file holds {layer_names(tree)[:10]}) or None for all of them."
+        )
+    return chosen
+
+
+def iter_layers(path: str | Path, layers: str | Sequence[str] | None = None,
+                ) -> Iterator[tuple[str, np.ndarray]]:
     """(layer, activations (n_stimuli, n_units) float64) for each layer, one in memory at a time."""
     tree = open_activations(path, chunks=None)
     try:
-        for layer in layers or layer_names(tree):
+        for layer in _chosen_layers(tree, path, layers):
             yield layer, np.asarray(flatten(tree, layer).values, dtype=np.float64)
     finally:
         tree.close()
@@ -48,7 +68,7 @@ def iter_layer_chunks(path: str | Path, layers: Sequence[str] | None = None, chu
 
     tree = open_activations(path, chunks=None)
     try:
-        names = list(layers or layer_names(tree))
+        names = _chosen_layers(tree, path, layers)
     finally:
         tree.close()
     for layer in names:
@@ -62,6 +82,62 @@ def stimulus_coords(path: str | Path) -> xr.Dataset:
         return tree.to_dataset(inherit=False).coords.to_dataset().load()
     finally:
         tree.close()
+
+
+def model_description(path: str | Path) -> str:
+    """The model an activation file was extracted from, in words, from its attributes:
+    "conv_mae, checkpoint pretrain/checkpoint.pt (step 400)"."""
+    tree = open_activations(path, chunks=None)
+    try:
+        attrs = dict(tree.attrs)
+    finally:
+        tree.close()
+    words = str(attrs.get("model") or Path(path).stem)
+    if attrs.get("checkpoint"):
+        checkpoint = Path(str(attrs["checkpoint"]))
+        words += f", checkpoint {checkpoint.parent.name}/{checkpoint.name}"
+        if "training_steps" in attrs:
+            words += f" (step {int(attrs['training_steps'])})"
+    elif attrs.get("weights"):
+        words += f", {attrs['weights']}"
+    return words
+
+
+def _source_attrs(path) -> dict:
+    """What a results dataset records about the activation file it came from."""
+    tree = open_activations(path, chunks=None)
+    try:
+        stimulus_set = str(tree.attrs.get("stimulus_set", "") or "")
+    finally:
+        tree.close()
+    return {"activations": str(path), "model_description": model_description(path),
+            "stimulus_set": stimulus_set or "unnamed stimuli"}
+
+
+def select_stimuli(data, **conditions):
+    """The presentations of ``data`` (a DataArray or Dataset with a ``presentation`` dim, e.g.
+    from ``layer_activation``) whose coordinates equal the given values: a value or a list of
+    values each, e.g. ``select_stimuli(da, face=True)``,
+    ``select_stimuli(da, category=["human face", "nonhuman face"])``.
+
+    A condition no stimulus meets is an error naming the values the coordinate has, rather
+    than the empty (all-NaN after a mean) selection a plain ``.sel`` gives.
+    """
+    keep = np.ones(data.sizes["presentation"], dtype=bool)
+    for name, wanted in conditions.items():
+        if name not in data.coords or data[name].dims != ("presentation",):
+            have = [str(k) for k, v in data.coords.items() if v.dims == ("presentation",)]
+            raise ValueError(f"no presentation coordinate {name!r}; there are {have}")
+        values = data[name].values
+        wanted = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
+        match = np.isin(values, wanted)
+        if not match.any():
+            raise ValueError(f"no stimulus has {name} in {wanted}; its values are "
+                             f"{sorted(set(values.tolist()), key=str)[:20]}")
+        keep &= match
+    if not keep.any():
+        raise ValueError(f"no stimulus meets all of {conditions}")
+    return data.isel(presentation=np.flatnonzero(keep))
 
 
 def decorrelation_from_file(
@@ -81,8 +157,8 @@ def decorrelation_from_file(
         ds = layerwise_decorrelation(iter_layer_chunks(path, layers, chunk_size), mean_abs_r=False)
     else:
         ds = layerwise_decorrelation(iter_layers(path, layers), n_boot=n_boot, seed=seed)
-    ds.attrs["activations"] = str(path)
-    return ds
+    ds.attrs.update(_source_attrs(path))
+    return add_variable_attrs(ds)
 
 
 def rsa_from_file(
@@ -127,8 +203,17 @@ def rsa_from_file(
         )
         ds = ds.merge(tests.rename({k: f"diff_{k}" for k in tests.data_vars}),
                       combine_attrs="drop_conflicts")
-    ds.attrs["activations"] = str(path)
-    return ds
+    ds.attrs.update(_source_attrs(path))
+    ds.attrs["brain_description"] = brain_description(brain, ds.sizes["subject"])
+    if ds.sizes["subject"] == 1:
+        ds.attrs["comment"] = ONE_RDM
+        for name in ("sem", "noise_ceiling_lower", "noise_ceiling_upper"):
+            ds.variables[name].attrs["comment"] = ONE_RDM
+    return add_variable_attrs(ds)
+
+
+#: Why a brain data set of one RDM has NaN for its SEM and noise ceiling.
+ONE_RDM = "one RDM: no SEM or noise ceiling (both need several subjects)"
 
 
 def layer_rdms_from_file(path, layers=None, *, rdm_method: str = "correlation",
@@ -166,7 +251,13 @@ def model_similarity_from_files(
 
         da = rsa_matrix(layer_rdms_from_file(path_a, layers_a, rdm_method=rdm_method),
                         layer_rdms_from_file(path_b, layers_b, rdm_method=rdm_method), compare_method)
-    da.attrs.update(a=str(path_a), b=str(path_b))
+    da.attrs.update(a=str(path_a), b=str(path_b), a_model=model_description(path_a),
+                    b_model=model_description(path_b))
+    method = "linear CKA" if compare_method == "cka" else f"{compare_method} similarity of RDMs"
+    da.attrs["long_name"] = f"{method} of layer_a and layer_b"
+    da.attrs["units"] = "1"
+    for dim, side in (("layer_a", "a"), ("layer_b", "b")):
+        da[dim].attrs["long_name"] = f"layer of {Path(da.attrs[side]).name}: {da.attrs[f'{side}_model']}"
     return da
 
 
@@ -190,8 +281,9 @@ def partition_from_files(brain: str, models: Sequence[str], *, rdm_method: str =
             raise ValueError(f"Give each model as 'file.nc:layer'; got {spec!r}.")
         named[f"{Path(path).stem}:{layer}"] = layer_rdms_from_file(path, [layer], rdm_method=rdm_method)
     ds = variance_partitioning(rdms, named, rank=rank)
-    ds.attrs.update(brain=brain, models=", ".join(map(str, models)))
-    return ds
+    ds.attrs.update(brain=brain, models=", ".join(map(str, models)),
+                    brain_description=brain_description(brain, len(rdms)))
+    return add_variable_attrs(ds)
 
 
 def probe_from_files(
@@ -224,8 +316,8 @@ def probe_from_files(
     ds = layerwise_probe(train, {k: (v, labels["test"]) for k, v in test.items()}, kind=kind,
                          seeds=seeds, **probe_params)
     ds.attrs.update(train=str(train_path), test=str(test_path), n_train=len(labels["train"]),
-                    n_test=len(labels["test"]))
-    return ds
+                    n_test=len(labels["test"]), model_description=model_description(train_path))
+    return add_variable_attrs(ds)
 
 
 def save_results(ds: xr.Dataset, out: str | Path) -> Path:

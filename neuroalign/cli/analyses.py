@@ -107,7 +107,11 @@ def _run_rsa(args):
                                  n_boot=args.n_boot, resample=args.resample, seed=args.seed,
                                  test=args.test)
     _finish(ds, args.out, ["mean", "sem", "ci_lo", "ci_hi"])
-    print(f"noise ceiling: lower {float(ds.noise_ceiling_lower):.3f}, upper {float(ds.noise_ceiling_upper):.3f}")
+    if ds.sizes["subject"] == 1:
+        print(f"{args.brain}: {workflows.ONE_RDM}")
+    else:
+        print(f"noise ceiling: lower {float(ds.noise_ceiling_lower):.3f}, "
+              f"upper {float(ds.noise_ceiling_upper):.3f}")
     if args.test:
         layers = list(ds.layer.values)
         print(f"\nlayer A vs layer B ({args.test}): difference of mean similarity, p-value")

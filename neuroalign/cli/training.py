@@ -17,12 +17,15 @@ def add_demo(sub):
         "decorrelation metric, a CIFAR-10 linear-probe accuracy and RSA against human IT with "
         "the noise ceiling. Writes activations (netCDF), results.nc and a figure into --out.")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    p.add_argument("--steps", type=int, default=400, help="pretraining steps (default 400, ~3 min on 2 CPU cores)")
-    p.add_argument("--batch-size", type=int, default=128, help="pretraining batch size (default 128)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--probe-train-per-class", type=int, default=200,
+    p.add_argument("--quick", action="store_true",
+                   help="a first look in under a minute on 2 CPU cores: 40 steps of batch 64, "
+                        "20 + 10 CIFAR-10 images a class for the probe (options given override)")
+    p.add_argument("--steps", type=int, help="pretraining steps (default 400, ~3 min on 2 idle CPU cores)")
+    p.add_argument("--batch-size", type=int, help="pretraining batch size (default 128)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--probe-train-per-class", type=int,
                    help="CIFAR-10 training images per class for the linear probe (default 200)")
-    p.add_argument("--probe-test-per-class", type=int, default=100,
+    p.add_argument("--probe-test-per-class", type=int,
                    help="CIFAR-10 test images per class the probe is scored on (default 100)")
     p.add_argument("--device", default="auto", help="'auto' (GPU when there is one), 'cpu', 'cuda', 'cuda:1' …")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
@@ -33,11 +36,12 @@ def add_demo(sub):
 def _run_demo(args):
     from neuroalign.demo import DemoSettings, run_demo
 
-    run_demo(args.out, DemoSettings(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        probe_train_per_class=args.probe_train_per_class,
-        probe_test_per_class=args.probe_test_per_class, device=args.device, seed=args.seed),
-        overwrite=args.overwrite)
+    given = {name: getattr(args, name) for name in
+             ("steps", "batch_size", "lr", "probe_train_per_class", "probe_test_per_class")
+             if getattr(args, name) is not None}
+    given.update(device=args.device, seed=args.seed)
+    settings = DemoSettings.first_look(**given) if args.quick else DemoSettings(**given)
+    run_demo(args.out, settings, overwrite=args.overwrite)
 
 
 def add_pretrain(sub):

@@ -1,8 +1,10 @@
 """Brain data by name: the registry behind ``--brain`` and ``workflows.rsa_from_file``.
 
-Each entry maps a name to (loader, subject descriptor): the loader returns rsatoolbox RDMs with
-a ``stimulus_id`` pattern descriptor (see :mod:`neuroalign.data.brain`), and the descriptor
-names the rdm descriptor saying whose RDM each one is (None: each RDM is a subject). The RDMs
+Each entry maps a name to (loader, subject descriptor, description): the loader returns
+rsatoolbox RDMs with a ``stimulus_id`` pattern descriptor (see :mod:`neuroalign.data.brain`),
+the descriptor names the rdm descriptor saying whose RDM each one is (None: each RDM is a
+subject), and the description says in words what the data are and who recorded them (results
+record it, figures show it). The RDMs
 are returned as recorded, one per subject and session; the analyses pool a subject's sessions
 (``pool_sessions``, see :mod:`neuroalign.analysis.rsa`).
 
@@ -15,21 +17,53 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 from neuroalign.data import brain
 
-__all__ = ["BRAIN_DATA", "load_brain_rdms"]
+__all__ = ["BRAIN_DATA", "BrainData", "brain_description", "load_brain_rdms"]
 
-#: Brain RDMs by name: (loader, rdm descriptor naming the subject, or None).
-BRAIN_DATA: dict[str, tuple[Callable, str | None]] = {
-    "kriegeskorte-hit": (brain.load_kriegeskorte_hit, "subject"),
-    "kriegeskorte-mit": (brain.load_kriegeskorte_mit, None),
-    "kriegeskorte-behaviour": (brain.load_kriegeskorte_behaviour, "subject"),
-    "cichy-it": (lambda: brain.load_cichy("IT"), "subject"),
-    "cichy-evc": (lambda: brain.load_cichy("EVC"), "subject"),
-    "algonauts-it": (lambda: brain.load_algonauts("IT"), "subject"),
-    "algonauts-evc": (lambda: brain.load_algonauts("EVC"), "subject"),
+
+class BrainData(NamedTuple):
+    loader: Callable
+    subject: str | None  # the rdm descriptor naming the subject, or None: each RDM a subject
+    description: str  # in words, without the number of subjects (counted from the RDMs)
+
+
+#: Brain RDMs by name.
+BRAIN_DATA: dict[str, BrainData] = {
+    "kriegeskorte-hit": BrainData(
+        brain.load_kriegeskorte_hit, "subject", "human IT fMRI, Kriegeskorte et al. 2008"),
+    "kriegeskorte-mit": BrainData(
+        brain.load_kriegeskorte_mit, None,
+        "monkey IT cells, Kiani et al. 2007 (Kriegeskorte et al. 2008, Fig. 1)"),
+    "kriegeskorte-behaviour": BrainData(
+        brain.load_kriegeskorte_behaviour, "subject",
+        "human similarity judgements, Mur et al. 2013"),
+    "cichy-it": BrainData(
+        lambda: brain.load_cichy("IT"), "subject", "human IT fMRI, Cichy et al. 2014"),
+    "cichy-evc": BrainData(
+        lambda: brain.load_cichy("EVC"), "subject",
+        "human early visual cortex fMRI, Cichy et al. 2014"),
+    "algonauts-it": BrainData(
+        lambda: brain.load_algonauts("IT"), "subject", "human IT fMRI, Algonauts 2019 (78 scenes)"),
+    "algonauts-evc": BrainData(
+        lambda: brain.load_algonauts("EVC"), "subject",
+        "human early visual cortex fMRI, Algonauts 2019 (78 scenes)"),
 }
+
+
+def brain_description(name: str, n_subjects: int) -> str:
+    """What brain data ``name`` are, in words, with the number of subjects (or of RDMs when
+    each RDM is its own subject): "human IT fMRI, Kriegeskorte et al. 2008, 4 subjects"."""
+    if name in BRAIN_DATA:
+        what = BRAIN_DATA[name].description
+    else:
+        what = f"brain RDMs from {Path(name).name}"
+    if n_subjects == 1:
+        return f"{what}, one RDM"
+    return f"{what}, {n_subjects} subjects"
 
 
 def load_brain_rdms(name: str):
@@ -39,8 +73,8 @@ def load_brain_rdms(name: str):
     Files: the subject descriptor is ``subject`` when the RDMs have one, else None.
     """
     if name in BRAIN_DATA:
-        loader, subject = BRAIN_DATA[name]
-        return loader(), subject
+        entry = BRAIN_DATA[name]
+        return entry.loader(), entry.subject
     if name.endswith(".nc"):
         from neuroalign.data.responses import load_responses
 

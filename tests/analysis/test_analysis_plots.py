@@ -163,3 +163,205 @@ def test_plot_dimensionality_with_bootstrap_bounds(tmp_path):
     )
     for var in ("L", "participation_ratio"):
         assert_written(plot_layerwise_metric(ds, var, tmp_path / var), tmp_path)
+
+
+# --- what the figures say, and that their text is readable (issue 10) ---
+
+
+def _texts(fig):
+    """Every visible, non-empty text of a figure."""
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def _rectangle(text, renderer):
+    """The 4 corners of a (possibly rotated) Text in window pixels: its unrotated extent,
+    turned by its rotation about the centre of its rotated bounding box."""
+    box = text.get_window_extent(renderer)
+    angle = text.get_rotation()
+    text.set_rotation(0)
+    flat = text.get_window_extent(renderer)
+    text.set_rotation(angle)
+    theta = np.deg2rad(angle)
+    turn = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * [flat.width / 2, flat.height / 2]
+    return half @ turn.T + [(box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2]
+
+
+def _rectangles_overlap(a, b) -> bool:
+    """Separating-axis test of two convex quadrilaterals (touching edges do not count)."""
+    for quad in (a, b):
+        for i in range(4):
+            edge = quad[(i + 1) % 4] - quad[i]
+            axis = np.array([-edge[1], edge[0]])
+            pa, pb = a @ axis, b @ axis
+            if pa.max() <= pb.min() + 1e-6 or pb.max() <= pa.min() + 1e-6:
+                return False
+    return True
+
+
+def _overlaps(fig):
+    """Pairs of texts whose (rotated) rectangles overlap."""
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    texts = [
+        t for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and (t.axes is None or t.axes.get_visible())
+    ]
+    corners = [_rectangle(t, renderer) for t in texts]
+    return [
+        (texts[i].get_text(), texts[j].get_text())
+        for i in range(len(texts))
+        for j in range(i + 1, len(texts))
+        if _rectangles_overlap(corners[i], corners[j])
+    ]
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """The figures the plot functions build, kept open for inspection (saved all the same)."""
+    import neuroalign.analysis.plots.figures as figures
+
+    figs = []
+    real_save = figures.save_figure
+
+    def save(fig, out):
+        figs.append(fig)
+        fig.canvas.draw()  # lay out as when saving, before the figure is closed
+        found.append(_overlaps(fig))
+        texts.append([" ".join(t.split()) for t in _texts(fig)])  # wrapped lines joined
+        return real_save(fig, out)
+
+    found, texts = [], []
+    for module in ("layerwise", "matrices", "rdm"):
+        monkeypatch.setattr(f"neuroalign.analysis.plots.{module}.save_figure", save)
+    return found, texts
+
+
+def test_overlap_check_finds_overprinted_text():
+    """The layout check itself: two labels at one place overlap, apart they do not."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_xticks(range(8), [f"acts:encoder.blocks.{i} (unique)" for i in range(8)])
+    fig.canvas.draw()
+    assert _overlaps(fig)  # long horizontal tick labels one unit apart overprint
+    ax.set_xticks(range(8), list("abcdefgh"))
+    fig.canvas.draw()
+    assert not _overlaps(fig)
+    plt.close(fig)
+
+
+def _partition_ds(names):
+    from neuroalign.analysis.partitioning import variance_partitioning
+
+    rng = np.random.default_rng(5)
+    n_pairs = N * (N - 1) // 2
+    common = rng.normal(size=n_pairs)
+    vectors = np.stack([common + rng.normal(size=n_pairs) for _ in names])
+    models = rsatoolbox.rdm.RDMs(
+        vectors, rdm_descriptors={"model": names}, pattern_descriptors={"stimulus_id": IDS}
+    )
+    brain = rsatoolbox.rdm.RDMs(
+        (vectors[0] + 2 * vectors[1] + 3 * rng.normal(size=n_pairs))[None],
+        pattern_descriptors={"stimulus_id": IDS},
+    )
+    return variance_partitioning(brain, models)
+
+
+@pytest.mark.parametrize("names", [
+    ["acts:encoder.blocks.2", "acts:encoder.blocks.5", "acts:encoder.blocks.8"],
+    ["run_a/acts_kriegeskorte92:encoder.blocks.2", "run_b/acts_kriegeskorte92:encoder.blocks.2"],
+    ["pixels", "category", "depth", "a_rather_long_model_name:layer.with.many.parts.7"],
+])
+def test_partition_figure_text_does_not_overlap(names, captured, tmp_path):
+    from neuroalign.analysis.plots import plot_partitioning
+
+    found, texts = captured
+    assert_written(plot_partitioning(_partition_ds(names), tmp_path / "vp"), tmp_path)
+    assert found == [[]]
+    shown = "\n".join(texts[0])
+    if names[0].startswith("acts:"):  # the file prefix is said once, in the title
+        assert "encoder.blocks.2 (unique)" in shown and "acts:encoder" not in shown
+        assert "by layers of acts" in shown
+
+
+def test_rsa_figure_names_model_stimuli_and_brain_and_labels_the_ceiling(rsa_ds, captured, tmp_path):
+    from neuroalign.analysis.plots import plot_layerwise_panels
+
+    found, texts = captured
+    ds = rsa_ds.copy()
+    ds.attrs.update(model_description="conv_mae, checkpoint run/checkpoint.pt (step 400)",
+                    stimulus_set="kriegeskorte92",
+                    brain_description="human IT fMRI, Kriegeskorte et al. 2008, 4 subjects")
+    plot_layerwise_rsa(ds, tmp_path / "rsa")
+    title = next(t for t in texts[0] if t.startswith("conv_mae"))
+    assert title == (
+        "conv_mae, checkpoint run/checkpoint.pt (step 400) on kriegeskorte92 "
+        "vs human IT fMRI, Kriegeskorte et al. 2008, 4 subjects "
+        "model RDMs: correlation distance; compared by spearman"
+    )
+    lower, upper = float(ds.noise_ceiling_lower), float(ds.noise_ceiling_upper)
+    assert f"lower {lower:.2f}" in texts[0] and f"upper {upper:.2f}" in texts[0]
+    assert "layer (encoder/block*)" not in texts[0]  # '/' paths: no dotted prefix to cut
+    rng = np.random.default_rng(0)
+    L = xr.Dataset({"L": ("layer", rng.random(5))}, coords={"layer": ds.layer.values})
+    plot_layerwise_panels(ds, [(L, "L", "decorrelation L")], tmp_path / "panels")
+    assert found == [[], []]
+    assert any(t.startswith("conv_mae") for t in texts[1]) and "decorrelation L" in texts[1]
+
+
+def test_layer_axis_says_a_common_dotted_prefix_once(captured, tmp_path):
+    found, texts = captured
+    ds = xr.Dataset({"L": ("layer", np.arange(9.0))},
+                    coords={"layer": [f"encoder.blocks.{i}" for i in range(9)]})
+    plot_layerwise_metric(ds, "L", tmp_path / "L")
+    assert "layer (encoder.blocks.*)" in texts[0]
+    assert [str(i) for i in range(9)] == [t for t in texts[0] if t.isdigit()][:9]
+    assert found == [[]]
+
+
+def test_rsa_figure_of_one_rdm_says_why_there_is_no_band(rsa_ds, captured, tmp_path):
+    _, texts = captured
+    one = rsa_ds.isel(subject=[0])
+    one["noise_ceiling_lower"] = np.nan
+    one["noise_ceiling_upper"] = np.nan
+    plot_layerwise_rsa(one.drop_vars(["ci_lo", "ci_hi"]), tmp_path / "one")
+    assert "one RDM: no SEM or noise ceiling" in texts[0]
+    assert not any(t.startswith(("lower", "upper")) for t in texts[0])
+
+
+def test_matrix_axes_name_the_files(captured, tmp_path):
+    from neuroalign.analysis.cka import cka_matrix
+    from neuroalign.analysis.plots import plot_rsa_matrix
+
+    found, texts = captured
+    rng = np.random.default_rng(4)
+    da = cka_matrix({f"block{i}": rng.normal(size=(N, 8)) for i in range(4)})
+    da["layer_a"].attrs["long_name"] = "layer of a.nc: conv_mae, checkpoint r/checkpoint.pt"
+    da["layer_b"].attrs["long_name"] = "layer of b.nc: vit_mae, random initialisation, seed 0"
+    plot_rsa_matrix(da, tmp_path / "cka")
+    assert "layer of a.nc: conv_mae, checkpoint r/checkpoint.pt" in texts[0]
+    assert "layer of b.nc: vit_mae, random initialisation, seed 0" in texts[0]
+    assert found == [[]]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_figures_respect_the_umask(umask, tmp_path):
+    import os
+
+    old = os.umask(umask)
+    try:
+        paths = plot_layerwise_metric(
+            xr.Dataset({"L": ("layer", [1.0, 2.0])}, coords={"layer": ["a", "b"]}), "L",
+            tmp_path / "L")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what open() gives, as for the netCDF files
+    finally:
+        os.umask(old)
+    want = 0o666 & ~umask
+    assert plain.stat().st_mode & 0o777 == want
+    for path in paths:
+        assert path.stat().st_mode & 0o777 == want, path

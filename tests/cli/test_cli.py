@@ -1,5 +1,7 @@
 """The command line, end to end on the real data (skipped without NEUROALIGN_DATA)."""
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -97,9 +99,12 @@ def test_bad_recipe_is_a_clean_error(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, shared_data):
     out = tmp_path_factory.mktemp("demo")
-    code = main(["demo", "--out", str(out), "--steps", "6", "--batch-size", "32",
-                 "--probe-train-per-class", "12", "--probe-test-per-class", "6"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", "--out", str(out), "--steps", "6", "--batch-size", "32",
+                     "--probe-train-per-class", "12", "--probe-test-per-class", "6"])
     assert code == 0
+    (out.parent / f"{out.name}.stdout").write_text(printed.getvalue())
     return out
 
 
@@ -107,9 +112,54 @@ def demo_run(tmp_path_factory, shared_data):
 @pytest.mark.slow
 def test_demo_writes_every_file(demo_run):
     for name in ["pretrain/checkpoint.pt", "pretrain/log.csv", "activations_kriegeskorte92.nc",
-                 "results.nc", "rsa_layers.png", "rsa_layers.svg"]:
+                 "results.nc", "rsa_layers.png", "rsa_layers.svg", "layer_results.png",
+                 "layer_results.svg"]:
         assert (demo_run / name).is_file(), name
     assert not list(demo_run.rglob("*.partial"))
+
+
+@DEMO_DATA
+def test_demo_prints_the_time_of_each_stage(demo_run):
+    printed = (demo_run.parent / f"{demo_run.name}.stdout").read_text()
+    report = printed[printed.index("time per stage (measured):"):].splitlines()
+    seconds = {}
+    for line in report[1:6]:
+        name, value, unit = line.rsplit(maxsplit=2)
+        assert unit == "s"
+        seconds[name.strip()] = float(value)
+    assert list(seconds) == ["pretraining", "extraction", "analyses", "writing", "total"]
+    assert all(v >= 0 for v in seconds.values())
+    assert seconds["total"] == pytest.approx(sum(list(seconds.values())[:4]), abs=0.25)
+
+
+@DEMO_DATA
+def test_demo_results_explain_themselves(demo_run):
+    """`ncdump -h results.nc` says what each variable is: CF long_name and units."""
+    with netCDF4.Dataset(demo_run / "results.nc") as nc:
+        for name, var in nc.variables.items():
+            assert var.long_name.strip(), name
+            if name not in ("layer", "subject"):
+                assert var.units == "1", name
+        assert "human IT" in nc["rsa_hit_spearman"].long_name
+        assert "--quick" not in nc.getncattr("description")
+
+
+def test_demo_settings_from_the_command_line(monkeypatch, tmp_path):
+    """No options: the documented run (its numbers are compared across releases); --quick:
+    the first look; options given with --quick override it."""
+    from neuroalign.demo import DemoSettings
+
+    seen = []
+    monkeypatch.setattr("neuroalign.demo.run_demo", lambda out, s, **kw: seen.append(s))
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--quick"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--quick", "--steps", "7", "--seed", "3"]) == 0
+    assert seen[0] == DemoSettings() == DemoSettings(
+        steps=400, batch_size=128, lr=1e-3, probe_train_per_class=200, probe_test_per_class=100,
+        device="auto", seed=0, quick=False)
+    assert seen[1] == DemoSettings(steps=40, batch_size=64, probe_train_per_class=20,
+                                   probe_test_per_class=10, quick=True)
+    assert (seen[2].steps, seen[2].seed, seen[2].batch_size, seen[2].quick) == (7, 3, 64, True)
 
 
 @DEMO_DATA

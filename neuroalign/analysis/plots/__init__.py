@@ -7,12 +7,17 @@ used, so no display is needed.
 
 
 from neuroalign.analysis.plots.figures import save_figure
-from neuroalign.analysis.plots.layerwise import plot_layerwise_metric, plot_layerwise_rsa
+from neuroalign.analysis.plots.layerwise import (
+    plot_layerwise_metric,
+    plot_layerwise_panels,
+    plot_layerwise_rsa,
+)
 from neuroalign.analysis.plots.matrices import plot_partitioning, plot_rsa_matrix
 from neuroalign.analysis.plots.rdm import plot_rdm
 
 __all__ = [
     "plot_layerwise_metric",
+    "plot_layerwise_panels",
     "plot_layerwise_rsa",
     "plot_partitioning",
     "plot_rdm",
