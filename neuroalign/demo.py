@@ -147,7 +147,7 @@ def run_demo(
 class _StageClock:
     """Wall time of each demo stage, measured, for the report at the end."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self._start = time.perf_counter()
 

@@ -12,7 +12,7 @@ from neuroalign.data.brain import (
 )
 from neuroalign.data.cifar import load_cifar10
 from neuroalign.data.files import FILES, cache_dir, data_root, fetch, sha256sum
-from neuroalign.data.registry import BRAIN_DATA, load_brain_rdms
+from neuroalign.data.registry import BRAIN_DATA, BrainData, brain_description, load_brain_rdms
 from neuroalign.data.responses import load_responses
 from neuroalign.data.stimuli import StimulusSet
 from neuroalign.data.stimulus_sets import (
@@ -25,9 +25,11 @@ from neuroalign.data.stimulus_sets import (
 
 __all__ = [
     "BRAIN_DATA",
+    "BrainData",
     "FILES",
     "STIMULUS_SETS",
     "StimulusSet",
+    "brain_description",
     "cache_dir",
     "data_root",
     "fetch",
