@@ -89,3 +89,31 @@ def _torch_seed():
         return
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def signal_child(tmp_path):
+    """Run ``child_code`` (argv: ready-file, sent-file, *args) in a subprocess, wait until it
+    touches the ready-file at the point it chooses, send it ``sig``, touch the sent-file so it
+    goes on, and return (returncode, stdout, stderr). The signal thus always lands at a known
+    point of the child's work."""
+    import subprocess
+    import sys
+    import time
+
+    def run(child_code: str, args: list[str], sig: int) -> tuple[int, str, str]:
+        ready, sent, child = tmp_path / "ready", tmp_path / "sent", tmp_path / "child.py"
+        child.write_text(child_code)
+        proc = subprocess.Popen([sys.executable, str(child), str(ready), str(sent), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.monotonic() + 240
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ready.exists(), proc.communicate()
+        os.kill(proc.pid, sig)
+        sent.touch()
+        out, err = proc.communicate(timeout=240)
+        return proc.returncode, out, err
+
+    return run

@@ -5,10 +5,7 @@ the ``.partial`` keeps every complete batch, one line names it and the resume co
 import os
 import shlex
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import netCDF4
 import numpy as np
@@ -65,23 +62,11 @@ def cli_args(folder, out):
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_cli_signal_keeps_the_partial_and_resume_completes_it(tmp_path, folder, same_contents,
-                                                              sig, code):
+                                                              signal_child, sig, code):
     out = tmp_path / "acts.nc"
-    ready, sent = tmp_path / "ready", tmp_path / "sent"
-    (tmp_path / "child.py").write_text(CHILD)
     args = [*cli_args(folder, out), "--overwrite"]  # dropped from the resume command
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(ready), str(sent),
-                             str(WAIT_AT), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 240
-    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert ready.exists(), proc.communicate()
-    os.kill(proc.pid, sig)
-    sent.touch()
-    _, err = proc.communicate(timeout=240)
-    assert proc.returncode == code, err
+    returncode, _, err = signal_child(CHILD, [str(WAIT_AT), *args], sig)
+    assert returncode == code, err
     assert "Traceback" not in err
     kept = WAIT_AT * BATCH  # the batch running when the signal came is written too
     lines = [line for line in err.splitlines() if line.startswith("neuroalign")]

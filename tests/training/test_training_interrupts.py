@@ -4,8 +4,6 @@ bit. The Python API raises ``Interrupted`` and restores the previous signal hand
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -76,23 +74,6 @@ def recipe(tmp_path_factory):
     return path
 
 
-def run_interrupted(tmp_path, argv, sig):
-    ready, sent = tmp_path / "ready", tmp_path / "sent"
-    child = tmp_path / "child.py"
-    child.write_text(CHILD)
-    proc = subprocess.Popen([sys.executable, str(child), str(ready), str(sent), str(STOP_STEP),
-                             *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 240
-    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert ready.exists(), proc.communicate()
-    os.kill(proc.pid, sig)
-    sent.touch()
-    out, err = proc.communicate(timeout=240)
-    return proc.returncode, out, err
-
-
 def same_state(a: dict, b: dict) -> None:
     assert a["step"] == b["step"]
     for k in a["model_state"]:
@@ -105,10 +86,11 @@ def same_state(a: dict, b: dict) -> None:
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_cli_signal_saves_a_checkpoint_and_resume_is_bit_exact(tmp_path, recipe, sig, code):
+def test_cli_signal_saves_a_checkpoint_and_resume_is_bit_exact(tmp_path, recipe, signal_child,
+                                                               sig, code):
     out = tmp_path / "run"
     argv = ["pretrain", str(recipe), "--out", str(out)]
-    returncode, _, err = run_interrupted(tmp_path, argv, sig)
+    returncode, _, err = signal_child(CHILD, [str(STOP_STEP), *argv], sig)
     assert returncode == code, err
     lines = [line for line in err.splitlines() if line.startswith("neuroalign")]
     assert "Traceback" not in err
