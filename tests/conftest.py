@@ -91,6 +91,21 @@ def _torch_seed():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_as_in_a_terminal():
+    """Background jobs (CI, nohup, `cmd &` in a script) start with SIGINT ignored, and neuroalign
+    rightly leaves an ignored signal alone. The interrupt tests send SIGINT as a user's Ctrl-C
+    would, so the test process gets Python's usual handler; children started from it then get
+    the default disposition too."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture
 def signal_child(tmp_path):
     """Run ``child_code`` (argv: ready-file, sent-file, *args) in a subprocess, wait until it
