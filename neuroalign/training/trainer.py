@@ -236,7 +236,8 @@ def pretrain(
 
 
 def _pretrain(config, out_dir, info, images, resume, progress, stop_at, stop: StopRequest) -> Path:
-    # one function (~90 lines): the loop's running state (loss sum, timer, log file) spans steps
+    # one function (~90 lines): the loop's running state (loss sum, L, timer, log file, stop
+    # request) spans steps; one step's optimisation is _train_step
     device = info.device
     share = distributed.rank_slice(config.batch_size, info)
     ckpt_path = out_dir / CHECKPOINT_NAME
@@ -279,26 +280,9 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at, stop: St
     log_file = log_path.open("a", newline="") if info.is_main else None
     try:
         for step in bar:
-            torch.manual_seed(step_seed(config.seed, step))  # randomness inside a model, if any
-            batch = prepare_batch(images, config, step, device)
-            scale = 1.0
-            if info.enabled:
-                total_weight = batch.loss_weight.sum()
-                batch = slice_batch(batch, share)
-                scale = info.world_size * batch.loss_weight.sum() / total_weight
-            if config.channels_last:
-                batch.inputs = batch.inputs.contiguous(memory_format=torch.channels_last)
             lr = learning_rate(config, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                loss, latent = wrapped(batch)
-            loss = loss * scale
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            loss, latent = _train_step(wrapped, model, optimizer, images, config, step, lr, info,
+                                       share)
             if after_step is not None:
                 after_step(step, config.steps)
             running_loss += loss.detach().to(torch.float64)
@@ -347,6 +331,31 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at, stop: St
                           f"checkpoint of step {done} of {config.steps} in {ckpt_path}",
                           f"pretrain(config, {str(out_dir)!r}, resume=True) continues it")
     return ckpt_path
+
+
+def _train_step(wrapped, model, optimizer, images, config, step: int, lr: float, info, share):
+    """One optimisation step on this rank's share of the step's batch: (scaled loss, latent)."""
+    device = info.device
+    torch.manual_seed(step_seed(config.seed, step))  # randomness inside a model, if any
+    batch = prepare_batch(images, config, step, device)
+    scale = 1.0
+    if info.enabled:
+        total_weight = batch.loss_weight.sum()
+        batch = slice_batch(batch, share)
+        scale = info.world_size * batch.loss_weight.sum() / total_weight
+    if config.channels_last:
+        batch.inputs = batch.inputs.contiguous(memory_format=torch.channels_last)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+        loss, latent = wrapped(batch)
+    loss = loss * scale
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return loss, latent
 
 
 def _restore(ckpt_path: Path, config, model, optimizer, device) -> int:
