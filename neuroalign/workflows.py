@@ -84,14 +84,18 @@ def stimulus_coords(path: str | Path) -> xr.Dataset:
         tree.close()
 
 
-def model_description(path: str | Path) -> str:
-    """The model an activation file was extracted from, in words, from its attributes:
-    "conv_mae, checkpoint pretrain/checkpoint.pt (step 400)"."""
+def _root_attrs(path) -> dict:
     tree = open_activations(path, chunks=None)
     try:
-        attrs = dict(tree.attrs)
+        return dict(tree.attrs)
     finally:
         tree.close()
+
+
+def model_description(path: str | Path, attrs: dict | None = None) -> str:
+    """The model an activation file was extracted from, in words, from its attributes (read
+    from ``path`` unless given): "conv_mae, checkpoint pretrain/checkpoint.pt (step 400)"."""
+    attrs = _root_attrs(path) if attrs is None else attrs
     words = str(attrs.get("model") or Path(path).stem)
     if attrs.get("checkpoint"):
         checkpoint = Path(str(attrs["checkpoint"]))
@@ -105,12 +109,9 @@ def model_description(path: str | Path) -> str:
 
 def _source_attrs(path) -> dict:
     """What a results dataset records about the activation file it came from."""
-    tree = open_activations(path, chunks=None)
-    try:
-        stimulus_set = str(tree.attrs.get("stimulus_set", "") or "")
-    finally:
-        tree.close()
-    return {"activations": str(path), "model_description": model_description(path),
+    attrs = _root_attrs(path)
+    stimulus_set = str(attrs.get("stimulus_set", "") or "")
+    return {"activations": str(path), "model_description": model_description(path, attrs),
             "stimulus_set": stimulus_set or "unnamed stimuli"}
 
 

@@ -41,12 +41,13 @@ def check_existing(out: Path, source, attrs: dict, names: list[str], lenient: bo
         return False
     if not out.exists():
         return False
-    stored = _root_attrs(out)
-    if stored is None:
-        raise ValueError(f"{out} exists but is not a readable activation file.")
+    try:
+        with netCDF4.Dataset(out) as ds:
+            stored = {k: ds.getncattr(k) for k in ds.ncattrs()}
+            ids = np.asarray(ds["stimulus_id"][:]).astype(str)
+    except (OSError, IndexError):  # IndexError: netCDF4's "no such variable"
+        raise ValueError(f"{out} exists but is not a readable activation file.") from None
     _check_settings(out, stored, attrs, names, lenient)
-    with netCDF4.Dataset(out) as ds:
-        ids = np.asarray(ds["stimulus_id"][:]).astype(str)
     if not np.array_equal(ids, source.stimulus_id):
         raise ValueError(
             f"{out} exists but its stimulus ids differ from the set's; delete it or use "
