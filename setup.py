@@ -6,6 +6,9 @@ here = Path(__file__).parent
 version = {}
 exec((here / "neuroalign" / "_version.py").read_text(), version)
 
+TIMM = ["timm>=0.9"]
+HF = ["transformers>=4.40", "safetensors>=0.4"]
+OPEN_CLIP = ["open-clip-torch>=2.24"]
 FOREGROUND = ["rembg[cpu]>=2.0.50"]
 
 setup(
@@ -46,10 +49,15 @@ setup(
     extras_require={
         # foreground maps (loss regions foreground_*, saliency fixations): rembg on onnxruntime
         "foreground": FOREGROUND,
-        # the test suite covers foreground maps, so the README's `.[test]` installs them too
-        "test": ["pytest>=7", *FOREGROUND],
-        "dev": ["pytest>=7", *FOREGROUND, "ruff==0.17.6", "mypy==2.4.1", "types-tqdm"],
-        "timm": ["timm>=0.9"],
+        # the model sources of `load_model` specs beyond torchvision (timm:, hf:, open_clip:)
+        "timm": TIMM,
+        "hf": HF,
+        "open_clip": OPEN_CLIP,
+        "models": [*TIMM, *HF, *OPEN_CLIP],
+        # the test suite covers foreground maps and every model source, so the README's
+        # `.[test]` installs them too
+        "test": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP],
+        "dev": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP, "ruff==0.17.6", "mypy==2.4.1", "types-tqdm"],
     },
     entry_points={"console_scripts": ["neuroalign=neuroalign.cli:main"]},
 )

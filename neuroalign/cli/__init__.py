@@ -43,6 +43,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
         print(f"neuroalign: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co. (an OSError: caught first)
+        sys.stderr.close()
+        return 0
     except OSError as err:  # a full disk: the message names the .partial kept for --resume
         from neuroalign.activations import DiskFullError
 
@@ -50,9 +53,6 @@ def main(argv=None) -> int:
             raise
         print(f"neuroalign: error: {err}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # output piped into head & co.
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt as err:
         return _interrupted(err, args, argv)
     return 0

@@ -9,31 +9,29 @@ from pathlib import Path
 __all__ = ["add_extract", "add_layers"]
 
 
-def _model_from_arg(name: str, device, seed: int = 0):
-    """A checkpoint path, or a model name built with random weights seeded by ``seed``;
-    returns (model, attrs, image_size)."""
-    from neuroalign.models import create_model
-    from neuroalign.provenance import checkpoint_attrs
-    from neuroalign.training import load_model
-
-    if Path(name).is_file():
-        model, state = load_model(name, device)
-        return model, checkpoint_attrs(name, state), int(state["config"]["image_size"])
-    if _looks_like_path(name):
-        if Path(name).is_dir():
-            raise FileNotFoundError(f"not a checkpoint file but a folder: {name}")
-        raise FileNotFoundError(f"no such file: {name}")
-    model = create_model(name, seed=seed)
-    attrs = {"model": name, "weights": f"random initialisation, seed {seed}"}
-    return model.to(device).eval(), attrs, None
+MODEL_HELP = ("a model spec: torchvision:NAME, timm:NAME, hf:HUB_ID_OR_FOLDER, open_clip:ARCH/TAG, "
+              "module:package.module:factory (pretrained weights: see --weights), a neuroalign "
+              "checkpoint (.pt), a registered name (conv_mae …), or torchvision/NAME, timm/NAME "
+              "(random weights)")
 
 
-def _looks_like_path(name: str) -> bool:
-    """A checkpoint path rather than a model name: a .pt/.pth/.ckpt file name, or a path with
-    a folder (``torchvision/<name>`` and ``timm/<name>`` are model names)."""
-    if name.lower().endswith((".pt", ".pth", ".ckpt")) or name.startswith((".", "~")):
-        return True
-    return "/" in name and name.split("/", 1)[0] not in ("torchvision", "timm")
+def _add_model_args(p) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--weights", metavar="NAME|FILE|random",
+                   help="weights of a torchvision:/timm:/hf:/open_clip:/module: model: a torchvision "
+                        "enum name (IMAGENET1K_V2; default DEFAULT), a local file (.pth, .pt, .bin, "
+                        ".safetensors), or 'random' (seeded by --seed); default: the source's "
+                        "pretrained weights, from its cache (TORCH_HOME, HF_HOME) or downloaded")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of random initial weights (model names, --weights random), random "
+                        "projections and masks (default 0)")
+
+
+def _load(args, device, image_size=None, mean=None, std=None):
+    from neuroalign.models.specs import load_model
+
+    return load_model(args.model, args.weights, device=device, seed=args.seed,
+                      image_size=image_size, mean=mean, std=std)
 
 
 def add_extract(sub):
@@ -42,8 +40,7 @@ def add_extract(sub):
         description="Run a model over stimuli and write the chosen layers' activations to one "
         "netCDF-4 file (a group per layer, 'presentation' dimension with stimulus ids). The "
         "file appears under its name only when complete.")
-    p.add_argument("model", help="a neuroalign checkpoint (.pt), a registered model name, torchvision/<name> "
-                                 "or timm/<name> (random weights)")
+    _add_model_args(p)
     p.add_argument("--stimuli", required=True,
                    help="a registered stimulus set (kriegeskorte92, cichy92, algonauts78, "
                         "cifar10-train, cifar10-test) or a folder of images")
@@ -55,9 +52,13 @@ def add_extract(sub):
     p.add_argument("--layers", nargs="+", default=None,
                    help="module paths or glob patterns (default: the model's encoder blocks, or all leaf modules)")
     p.add_argument("--image-size", type=_positive_int,
-                   help="input size in pixels (default: the checkpoint's training size, else 224)")
-    p.add_argument("--normalize", choices=["none", "imagenet"], default="none",
-                   help="input normalisation: none (pixels in [0,1], neuroalign models) or imagenet mean/std")
+                   help="input size in pixels (default: the model's own preprocessing: its "
+                        "library's, the checkpoint's training size, else 224)")
+    p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                   help="normalisation mean, with --std (default: the model's own preprocessing; "
+                        "none for neuroalign models, which see pixels in [0, 1])")
+    p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+                   help="normalisation standard deviation, with --mean")
     p.add_argument("--batch-size", type=int, default=64, help="stimuli per forward pass (default 64)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' …")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage type")
@@ -73,8 +74,6 @@ def add_extract(sub):
     p.add_argument("--mask", metavar="STRATEGY[:RATIO[:FILL]]",
                    help="mask every input before the forward pass, e.g. periphery:0.8:mean or patches:0.6 "
                         "(strategies of neuroalign.masking; seeded by --seed)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of random initial weights (model names), random projections and masks (default 0)")
     p.add_argument("--output-element", nargs="+", metavar="LAYER=KEY", default=None,
                    help="for layers returning a tuple, list or dict: the element to keep, by index "
                         "or key (default: element 0 of a tuple or list)")
@@ -93,23 +92,21 @@ def add_extract(sub):
 
 
 def _run_extract(args):
-    from neuroalign.extraction import UnknownLayerError, image_transform
+    from neuroalign.extraction import UnknownLayerError
     from neuroalign.training.trainer import resolve_device
 
+    if (args.mean is None) != (args.std is None):
+        raise ValueError("give --mean and --std together")
     device = resolve_device(args.device)
-    model, attrs, size = _model_from_arg(args.model, device, args.seed)
-    size = args.image_size or size or 224
     stimuli = _stimuli_from_arg(args.stimuli, args.stimulus_ids)
-    if args.normalize == "imagenet":
-        transform = image_transform(size, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    else:
-        transform = image_transform(size)
+    loaded = _load(args, device, args.image_size, args.mean, args.std)
+    model, transform, attrs = loaded.model, loaded.transform, dict(loaded.attrs)
     pooling = args.pooling
     if pooling is not None and pooling.isdigit():
         pooling = int(pooling)
     elif pooling == "none":
         pooling = None
-    attrs["input_size"] = size
+    attrs["input_size"] = loaded.preprocessing.size
     try:
         path = _extract(args, model, stimuli, transform, device, pooling, attrs)
     except UnknownLayerError as err:
@@ -167,15 +164,14 @@ def _output_elements(pairs):
 def add_layers(sub):
     p = sub.add_parser("layers", help="list the module paths of a model's layers",
                        description="Print the layer names (module paths) that extract --layers accepts.")
-    p.add_argument("model", help="a checkpoint (.pt), a registered model name, torchvision/<name> or timm/<name>")
-    p.add_argument("--seed", type=int, default=0, help="seed of random initial weights (default 0)")
+    _add_model_args(p)
     p.set_defaults(run=_run_layers)
 
 
 def _run_layers(args):
     from neuroalign.extraction import list_layers, resolve_layers
 
-    model, _, _ = _model_from_arg(args.model, "cpu", args.seed)
+    model = _load(args, "cpu").model
     default = set(resolve_layers(model, None))
     for name in list_layers(model):
         print(f"{name}{'   (default)' if name in default else ''}")

@@ -42,9 +42,12 @@ def load_weights_file(model: nn.Module, path, spec: str) -> dict:
     if not path.is_file():
         raise WeightsNotFoundError(f"{spec}: weights file {path} does not exist.")
     if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ValueError(f"{spec}: reading {path.name} needs safetensors: pip install safetensors.") from None
 
-        state = load_file(str(path))
+        state: dict = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):
@@ -219,7 +222,8 @@ def hf_model(name: str, weights, seed: int):
     else:
         model = _from_hub(lambda: transformers.AutoModel.from_pretrained(name, **overrides), spec, name, fetch)
         revision = getattr(model.config, "_commit_hash", None)
-        attrs = {"model": spec, "weights": f"Hugging Face {name}" + (f" revision {revision}" if revision else "")}
+        where = f"folder {Path(name).resolve()}" if local else name
+        attrs = {"model": spec, "weights": f"Hugging Face {where}" + (f" revision {revision}" if revision else "")}
     model = _vision_tower(model, spec)
     if hasattr(model.config, "mask_ratio"):
         _keep_patch_order(model)
@@ -233,7 +237,9 @@ def hf_model(name: str, weights, seed: int):
 def _vision_tower(model: nn.Module, spec: str) -> nn.Module:
     """The image encoder of a multimodal model (CLIP's vision_model), else the model."""
     if hasattr(model, "vision_model") and hasattr(model, "text_model"):
-        return model.vision_model
+        tower = model.vision_model
+        assert isinstance(tower, nn.Module)
+        return tower
     if not hasattr(model, "main_input_name") or model.main_input_name != "pixel_values":
         raise ValueError(f"{spec} is not a vision model (its input is {getattr(model, 'main_input_name', '?')!r}, "
                          "not pixel_values).")
@@ -262,7 +268,7 @@ def _hf_preprocessing(processor, spec: str) -> Preprocessing:
     crop_pct = getattr(processor, "crop_pct", None)
     if crop is not None and crop.get("height"):
         size = int(crop["height"])
-        resize: int | tuple[int, int] = int(shortest) if shortest else (int(height), int(size_dict["width"]))
+        resize: int | tuple[int, int] = int(shortest) if shortest else (int(height or size), int(size_dict["width"]))
     elif shortest and crop_pct and shortest < 384:  # ConvNeXt: resize to shortest / crop_pct, crop
         size, resize = int(shortest), int(shortest / crop_pct)
     elif shortest:

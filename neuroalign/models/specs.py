@@ -94,15 +94,16 @@ class Preprocessing:
         return image_transform(self.size, self.mean, self.std, self.resize, self.interpolation)
 
     def attrs(self) -> dict:
-        """The parameters as activation-file attributes (``preprocessing_*``)."""
+        """The parameters as activation-file attributes (``preprocessing_*``; netCDF attributes
+        are scalars or strings, so pairs and triples are written as "[a, b]")."""
         out = {
             "preprocessing": self.source,
             "preprocessing_size": self.size,
-            "preprocessing_resize": list(self.resize) if isinstance(self.resize, tuple) else self.resize,
+            "preprocessing_resize": str(list(self.resize)) if isinstance(self.resize, tuple) else self.resize,
             "preprocessing_interpolation": self.interpolation,
         }
         if self.mean is not None and self.std is not None:
-            out.update(preprocessing_mean=list(self.mean), preprocessing_std=list(self.std))
+            out.update(preprocessing_mean=str(list(self.mean)), preprocessing_std=str(list(self.std)))
         return out
 
 
@@ -141,9 +142,19 @@ def parse_spec(spec: str) -> tuple[str, str]:
         close = difflib.get_close_matches(prefix, list(SOURCES), n=1)
         hint = f" Did you mean '{close[0]}:'?" if close else ""
         raise ValueError(f"Unknown model source {prefix!r} in {spec!r}; sources: {list(SOURCES)}.{hint}")
-    if Path(spec).suffix.lower() in WEIGHT_FILE_SUFFIXES or Path(spec).is_file():
+    if _looks_like_path(spec):
         return "checkpoint", spec
     return "neuroalign", spec
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A checkpoint path rather than a model name: a file, a weights-file name, or a path with
+    a folder (``torchvision/<name>`` and ``timm/<name>`` are model names)."""
+    if Path(spec).is_file() or Path(spec).suffix.lower() in WEIGHT_FILE_SUFFIXES:
+        return True
+    if spec.startswith((".", "~")):
+        return True
+    return "/" in spec and spec.split("/", 1)[0] not in ("torchvision", "timm")
 
 
 def load_model(
@@ -207,9 +218,10 @@ def _checkpoint_model(path: str, weights, seed: int):
     from neuroalign.provenance import checkpoint_attrs
     from neuroalign.training import load_model as load_checkpoint_model
 
+    if Path(path).is_dir():
+        raise FileNotFoundError(f"not a checkpoint file but a folder: {path}")
     if not Path(path).is_file():
-        what = "a folder" if Path(path).is_dir() else "missing"
-        raise FileNotFoundError(f"Checkpoint {path} is {what}: give a neuroalign checkpoint file (.pt).")
+        raise FileNotFoundError(f"no such file: {path}")
     model, state = load_checkpoint_model(path)
     size = int(state["config"]["image_size"])
     return model, Preprocessing(size, size), None, checkpoint_attrs(path, state)

@@ -82,7 +82,7 @@ def test_torchvision_weights_file_and_own_preprocessing(tmp_path, image):
     # the same parameters through neuroalign's ImageTransform: the same pixels
     ours, _ = p.transform()
     torch.testing.assert_close(ours(image), own(image), rtol=0, atol=1e-6)
-    assert loaded.attrs["preprocessing_resize"] == 256 and "ImageClassification" in description
+    assert loaded.attrs["preprocessing_resize"] == 256 and loaded.attrs["preprocessing_mean"] == str(own.mean) and "ImageClassification" in description
 
 
 def test_torchvision_missing_weights_one_line(tmp_path, monkeypatch, offline):
@@ -116,7 +116,7 @@ def test_torchvision_cached_weights_load_offline(tmp_path, monkeypatch, offline)
 
 
 def test_timm_weights_file_and_data_config(tmp_path, image, offline):
-    timm = pytest.importorskip("timm")
+    pytest.importorskip("timm")
     import timm.data
 
     reference = timm.create_model("vit_tiny_patch16_224", pretrained=False)
@@ -283,3 +283,43 @@ def test_registered_names_keep_random_seeded_weights():
     assert b.preprocessing.size == 224 and b.preprocessing.mean is None
     with pytest.raises(ValueError, match="--weights applies"):
         load_model("conv_mae_tiny", weights="IMAGENET1K_V1")
+
+
+def test_cli_extracts_a_hugging_face_folder_with_its_preprocessing(tmp_path, capsys, offline):
+    transformers = pytest.importorskip("transformers")
+    import netCDF4
+
+    from neuroalign.cli import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(folder / f"im{i}.png")
+    config = transformers.ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, image_size=32, patch_size=8)
+    model = _save_hf(tmp_path / "mae", config, transformers.ViTImageProcessor(size={"height": 32, "width": 32}))
+    out = tmp_path / "a.nc"
+    assert main(["extract", f"hf:{model}", "--stimuli", str(folder), "--out", str(out),
+                 "--layers", "layernorm", "--device", "cpu"]) == 0
+    with netCDF4.Dataset(out) as ds:
+        assert ds.model_spec == f"hf:{model}" and ds.preprocessing == "Hugging Face ViTImageProcessor"
+        assert ds.preprocessing_mean == "[0.5, 0.5, 0.5]" and ds.input_size == 32
+        stored = ds["layernorm/activation"][:]
+    # the library's own forward on the processor's pixels, every patch in order
+    processor = transformers.AutoImageProcessor.from_pretrained(model)
+    images = [Image.open(folder / f"im{i}.png").convert("RGB") for i in range(3)]
+    pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+    plain = transformers.ViTMAEModel.from_pretrained(model, mask_ratio=0.0).eval()
+    with torch.no_grad():
+        expected = plain(pixels, noise=torch.arange(16.0).expand(3, 16)).last_hidden_state
+    np.testing.assert_allclose(stored, expected.numpy(), rtol=0, atol=1e-6)
+
+
+def test_cli_missing_weights_is_one_error_line(tmp_path, capsys, monkeypatch, offline):
+    from neuroalign.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert main(["layers", "torchvision:resnet18"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neuroalign: error: torchvision:resnet18 weights IMAGENET1K_V1")
