@@ -50,7 +50,9 @@ def add_extract(sub):
                         "folder, with or without suffix), e.g. to match a brain set's ids")
     p.add_argument("--out", required=True, type=Path, help="the activation file to write (.nc)")
     p.add_argument("--layers", nargs="+", default=None,
-                   help="module paths or glob patterns (default: the model's encoder blocks, or all leaf modules)")
+                   help="module paths, glob patterns (blocks.*), 'blocks' (every repeated block) or "
+                        "'all' (every leaf module); default: the model's own choice (a neuroalign "
+                        "model's encoder blocks), else every block (see neuroalign layers MODEL)")
     p.add_argument("--image-size", type=_positive_int,
                    help="input size in pixels (default: the model's own preprocessing: its "
                         "library's, the checkpoint's training size, else 224)")
@@ -130,7 +132,8 @@ def _stimuli_from_arg(text: str, stimulus_ids):
 def _extract(args, model, stimuli, transform, device, pooling, attrs):
     from neuroalign.extraction import extract
 
-    return extract(model, stimuli, args.layers, out=args.out, transform=transform,
+    layers = args.layers[0] if args.layers in (["all"], ["blocks"]) else args.layers
+    return extract(model, stimuli, layers, out=args.out, transform=transform,
                    batch_size=args.batch_size, device=device, dtype=args.dtype, pooling=pooling,
                    tokens=args.tokens, projection=args.projection, n_components=args.n_components,
                    fit_stimuli=args.pca_fit, mask=args.mask, seed=args.seed,
@@ -162,16 +165,51 @@ def _output_elements(pairs):
 
 
 def add_layers(sub):
-    p = sub.add_parser("layers", help="list the module paths of a model's layers",
-                       description="Print the layer names (module paths) that extract --layers accepts.")
+    p = sub.add_parser("layers", help="list a model's layers with their output shapes",
+                       description="Run the model once on an input of zeros and print every module "
+                       "path that extract --layers accepts, with the shape it outputs; repeated "
+                       "blocks are shown once as blocks.{0…11} (--expand lists each). Layers marked "
+                       "'default' are what extract takes without --layers ('--layers blocks' is "
+                       "every repeated block).")
     _add_model_args(p)
+    p.add_argument("--image-size", type=_positive_int,
+                   help="input size of the dry run (default: the model's own preprocessing)")
+    p.add_argument("--expand", action="store_true", help="one line per module, repeated blocks too")
     p.set_defaults(run=_run_layers)
 
 
 def _run_layers(args):
-    from neuroalign.extraction import list_layers, resolve_layers
+    from neuroalign.extraction import block_groups, layer_shapes, resolve_layers
 
-    model = _load(args, "cpu").model
-    default = set(resolve_layers(model, None))
-    for name in list_layers(model):
-        print(f"{name}{'   (default)' if name in default else ''}")
+    loaded = _load(args, "cpu", args.image_size)
+    model, size = loaded.model, loaded.preprocessing.size
+    shapes = layer_shapes(model, (3, size, size))
+    default = resolve_layers(model, None)
+    groups = block_groups(model)
+    print(f"{args.model}: {type(model).__name__}, input 3×{size}×{size}; default layers: "
+          f"{_span(default)} ({len(default)})")
+    rows: dict[str, tuple[list, bool]] = {}
+    for name, shape in shapes.items():
+        key = name if args.expand else _collapse(name, groups)
+        seen, is_default = rows.get(key, ([], False))
+        rows[key] = (seen + [shape], is_default or name in default)
+    width = max(map(len, rows), default=0)
+    for key, (seen, is_default) in rows.items():
+        shape = seen[0] if all(s == seen[0] for s in seen) else "varies"
+        shown = "not called" if shape is None else ("×".join(map(str, shape)) if shape != "varies" else shape)
+        print(f"{key:<{width}}  {shown}{'   (default)' if is_default else ''}")
+
+
+def _collapse(name: str, groups: dict[str, list[str]]) -> str:
+    """blocks.3.attn -> blocks.{0…11}.attn for a module inside a repeated block."""
+    for container, blocks in groups.items():
+        for block in blocks:
+            if name == block or name.startswith(block + "."):
+                first, last = blocks[0].rsplit(".", 1)[-1], blocks[-1].rsplit(".", 1)[-1]
+                prefix = f"{container}." if container else ""
+                return f"{prefix}{{{first}…{last}}}{name[len(block):]}"
+    return name
+
+
+def _span(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]} … {names[-1]}" if names else "none"

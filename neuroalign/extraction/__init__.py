@@ -21,7 +21,11 @@ loop), ``resume`` (checks before continuing a file), ``core`` (``extract``), ``c
 from neuroalign.extraction.checkpoints import extract_checkpoints
 from neuroalign.extraction.core import extract
 from neuroalign.extraction.layers import (
+    BLOCKS,
     UnknownLayerError,
+    block_groups,
+    every_block,
+    layer_shapes,
     list_layers,
     match_layers,
     resolve_layers,
@@ -42,6 +46,10 @@ __all__ = [
     "extract",
     "extract_checkpoints",
     "list_layers",
+    "layer_shapes",
+    "block_groups",
+    "every_block",
+    "BLOCKS",
     "UnknownLayerError",
     "match_layers",
     "resolve_layers",

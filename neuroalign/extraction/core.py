@@ -76,7 +76,7 @@ def extract(
             presentation coords; a folder-based set also gets ``image_path``), a
             :class:`DatasetStimuli`, or a torch ``Dataset`` yielding images or
             (image, label) pairs (wrapped in a DatasetStimuli with ids ``<class>/<index>``).
-        layers: module paths, glob patterns, or None / ``"all"`` (see :func:`resolve_layers`).
+        layers: module paths, glob patterns, "blocks", "all" or None (see :func:`resolve_layers`).
         out: the activation file (``.nc``).
         transform: image -> tensor (3, H, W), or the (transform, description) pair from
             :func:`image_transform`; the description (or the transform's repr) is stored.

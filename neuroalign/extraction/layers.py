@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-__all__ = ["UnknownLayerError", "list_layers", "match_layers", "resolve_layers", "is_default_choice"]
+__all__ = [
+    "BLOCKS",
+    "UnknownLayerError",
+    "block_groups",
+    "every_block",
+    "is_default_choice",
+    "layer_shapes",
+    "list_layers",
+    "match_layers",
+    "resolve_layers",
+]
 
 _GLOB_CHARS = set("*?[")
+#: The layer choice meaning every repeated block of the model (see `every_block`).
+BLOCKS = "blocks"
 
 #: Where an unknown-layer error points Python users; the CLI points to ``neuroalign layers``.
 PYTHON_HINT = ("neuroalign.extraction.list_layers(model) (or [n for n, _ in "
@@ -40,6 +52,32 @@ class UnknownLayerError(ValueError):
 def list_layers(model: nn.Module) -> list[str]:
     """Module paths of every sub-module of ``model``, in definition order."""
     return [name for name, _ in model.named_modules() if name]
+
+
+def block_groups(model: nn.Module) -> dict[str, list[str]]:
+    """The model's repeated blocks: {container path: [block paths]}.
+
+    A group is a ``ModuleList`` or ``Sequential`` of at least two children of one class that
+    have children of their own (a stack of composite blocks: a ViT's ``blocks``, a ResNet's
+    ``layer1`` of BasicBlocks, Hugging Face's ``encoder.layer``); groups inside a block of
+    another group are left out.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList | nn.Sequential) or len(module) < 2:
+            continue
+        if any(name.startswith(f"{block}.") for blocks in groups.values() for block in blocks):
+            continue
+        children = list(module.named_children())
+        kinds = {type(child) for _, child in children}
+        if len(kinds) == 1 and all(any(child.children()) for _, child in children):
+            groups[name] = [f"{name}.{child}" if name else child for child, _ in children]
+    return groups
+
+
+def every_block(model: nn.Module) -> list[str]:
+    """Module paths of every block of every group of `block_groups`, in model order."""
+    return [block for blocks in block_groups(model).values() for block in blocks]
 
 
 def _leaf_layers(model: nn.Module) -> list[str]:
@@ -76,21 +114,31 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str] | None = None) 
         model: the network.
         layers: module paths (``encoder.blocks.3``), glob patterns (fnmatch per dotted
             component: ``encoder.blocks.*`` is every block, ``encoder.**`` ``encoder`` and every
-            module below it; expanded in model order), or None / ``"all"``: the model's own
-            ``default_layers()`` when it defines one, else every leaf module.
+            module below it; expanded in model order), ``"blocks"`` (`BLOCKS`: every repeated
+            block, see `every_block`), ``"all"``: every leaf module, or None: the model's own
+            ``default_layers()`` when it defines one, else every block, else (a model without
+            repeated blocks) every leaf module.
 
     Returns:
         Module paths without repeats, in the order asked.
     """
     names = list_layers(model)
-    if layers is None or (isinstance(layers, str) and layers == "all"):
+    if isinstance(layers, str) and layers == "all":
+        return _leaf_layers(model)
+    if layers is None:
         default_layers = getattr(model, "default_layers", None)
         if callable(default_layers):
             layers = list(default_layers())
         else:
-            return _leaf_layers(model)
+            return every_block(model) or _leaf_layers(model)
     if isinstance(layers, str):
         layers = [layers]
+    if list(layers) == [BLOCKS]:  # the keyword wins over a module named "blocks" (timm ViTs)
+        blocks = every_block(model)
+        if not blocks:
+            raise ValueError(f"{type(model).__name__} has no repeated blocks (a ModuleList or "
+                             "Sequential of composite modules of one class); name its layers.")
+        return blocks
     if len(layers) == 0:
         raise ValueError("'layers' is empty; give module paths, glob patterns, None or 'all'.")
     known = set(names)
@@ -110,8 +158,53 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str] | None = None) 
 
 
 def is_default_choice(model: nn.Module, layers) -> bool:
-    """True when ``layers`` means every leaf module (no choice, no ``default_layers()``): then
-    leaves that forward() never calls are dropped, not an error."""
-    return (layers is None or layers == "all") and not callable(
-        getattr(model, "default_layers", None)
-    )
+    """True for ``"all"``, and for no choice when the model has no ``default_layers()``:
+    then modules that forward() never calls are dropped, not an error."""
+    if isinstance(layers, str) and layers == "all":
+        return True
+    return layers is None and not callable(getattr(model, "default_layers", None))
+
+
+def layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tuple[int, ...] | None]:
+    """A dry run: the output shape of every module on one input of zeros.
+
+    Args:
+        model: the network (its device is used).
+        input_shape: (channels, height, width) of one input.
+
+    Returns:
+        {module path: shape of its output (the first tensor of a tuple, list or mapping, as
+        Hugging Face's ModelOutput), or None if forward() does not call it}, in model order.
+    """
+    import torch
+
+    shapes: dict[str, tuple[int, ...] | None] = dict.fromkeys(list_layers(model))
+
+    def first_tensor(output):
+        if isinstance(output, torch.Tensor):
+            return output
+        values = output.values() if isinstance(output, Mapping) else output
+        if isinstance(values, list | tuple) or isinstance(output, Mapping):
+            return next((v for v in values if isinstance(v, torch.Tensor)), None)
+        return None
+
+    def hook(name):
+        def record(module, inputs, output):
+            tensor = first_tensor(output)
+            shapes[name] = None if tensor is None else tuple(tensor.shape)
+        return record
+
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device))
+    except (RuntimeError, AssertionError, ValueError) as err:
+        what = "×".join(map(str, (1, *input_shape)))
+        raise ValueError(f"{type(model).__name__} failed on an input of {what}: "
+                         f"{' '.join(str(err).split())[:200]} (give another image size)") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes

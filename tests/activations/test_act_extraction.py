@@ -215,9 +215,12 @@ def test_resolve_layers():
     assert resolve_layers(model, "blocks.**") == [n for n in names if n.startswith("blocks")]
     assert resolve_layers(model, "**.out_proj") == [n for n in names if n.endswith(".out_proj")]
     assert resolve_layers(model, ["head", "blocks.?", "head"]) == ["head", "blocks.0", "blocks.1"]
+    # no choice: every repeated block; a model without repeated blocks: every leaf module
+    assert resolve_layers(model, None) == ["blocks.0", "blocks.1"]
     leaves = [n for n, m in model.named_modules() if n and not list(m.children())]
-    assert resolve_layers(model, None) == leaves == resolve_layers(model, "all")
-    assert "blocks.0" not in leaves and "embed" in leaves
+    assert resolve_layers(model, "all") == leaves and "embed" in leaves
+    flat = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.ReLU()))
+    assert resolve_layers(flat, None) == ["0", "1.0"]
 
     class WithDefault(TinyTokens):
         def default_layers(self):
@@ -354,19 +357,19 @@ def test_layer_that_never_runs(tmp_path, stimuli):
     assert partial_path(tmp_path / "u.nc").exists() and not (tmp_path / "u.nc").exists()
 
 
-def test_default_leaves_skip_modules_that_never_run(tmp_path, stimuli):
+def test_all_leaves_skip_modules_that_never_run(tmp_path, stimuli):
     model = TinyTokens()  # MultiheadAttention never calls its out_proj module
     with pytest.warns(RuntimeWarning, match="out_proj"):
         path = extract(
             model,
             stimuli.subset(slice(0, 4)),
-            None,
+            "all",
             tmp_path / "d.nc",
             transform=image_transform(16),
             progress=False,
         )
     tree = open_activations(path)
-    leaves = resolve_layers(model, None)
+    leaves = resolve_layers(model, "all")
     assert layer_names(tree) == [n for n in leaves if not n.endswith("out_proj")]
     tree.close()
 

@@ -106,7 +106,7 @@ def test_shared_modules_of_resnet18_are_named_in_one_warning(tmp_path):
     model = torchvision.models.resnet18(weights=None)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        extract(model, stimuli, None, out=tmp_path / "a.nc", transform=image_transform(32),
+        extract(model, stimuli, "all", out=tmp_path / "a.nc", transform=image_transform(32),
                 batch_size=2, progress=False)
     shared = [w for w in record if "several times" in str(w.message)]
     assert len(shared) == 1

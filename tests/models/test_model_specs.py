@@ -323,3 +323,48 @@ def test_cli_missing_weights_is_one_error_line(tmp_path, capsys, monkeypatch, of
     assert main(["layers", "torchvision:resnet18"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("neuroalign: error: torchvision:resnet18 weights IMAGENET1K_V1")
+
+
+def test_block_groups_and_the_blocks_keyword():
+    import torchvision
+
+    from neuroalign.extraction import BLOCKS, block_groups, resolve_layers
+
+    resnet = torchvision.models.resnet18(weights=None)
+    groups = block_groups(resnet)
+    assert groups == {f"layer{i}": [f"layer{i}.0", f"layer{i}.1"] for i in range(1, 5)}
+    # the downsample Sequential (conv, batch norm) is no stack of blocks
+    assert resolve_layers(resnet, None) == [b for blocks in groups.values() for b in blocks]
+    assert resolve_layers(resnet, BLOCKS) == resolve_layers(resnet, None)
+    # a model's own default_layers() is still its default; the keyword gives every block
+    conv = load_model("conv_mae_tiny").model
+    assert resolve_layers(conv, None) == conv.default_layers()
+    assert set(conv.default_layers()) <= set(resolve_layers(conv, BLOCKS))
+    with pytest.raises(ValueError, match="no repeated blocks"):
+        resolve_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()), BLOCKS)
+
+
+def test_cli_layers_dry_run_groups_repeated_blocks(capsys):
+    pytest.importorskip("timm")
+    from neuroalign.cli import main
+
+    assert main(["layers", "timm/vit_tiny_patch16_224"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("timm/vit_tiny_patch16_224: VisionTransformer, input 3×224×224; "
+                             "default layers: blocks.0 … blocks.11 (12)")
+    rows = {line.split()[0]: line.split()[1:] for line in out[1:]}
+    assert rows["blocks.{0…11}"] == ["1×197×192", "(default)"]  # 196 patches + class token
+    assert rows["blocks.{0…11}.mlp.fc1"] == ["1×197×768"]
+    assert not any(name.startswith("blocks.3") for name in rows)
+    assert main(["layers", "timm/vit_tiny_patch16_224", "--expand"]) == 0
+    expanded = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert "blocks.3.mlp.fc1" in expanded and len(expanded) > 12 * len(rows) / 2
+
+
+def test_cli_layers_dry_run_failure_is_one_line(capsys):
+    pytest.importorskip("timm")
+    from neuroalign.cli import main
+
+    assert main(["layers", "timm/vit_tiny_patch16_224", "--image-size", "32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "VisionTransformer failed on an input of 1×3×32×32" in err[0]
