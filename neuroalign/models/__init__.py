@@ -1,5 +1,9 @@
 """Models by name: ``create_model("conv_mae")``; ``list_models("conv*")``.
 
+``load_model(spec)`` (`neuroalign.models.specs`) loads any model by spec — pretrained
+torchvision, timm, Hugging Face and OpenCLIP models with their own preprocessing, checkpoints,
+``module:`` factories — and is what the CLI uses.
+
 neuroalign's own architectures register here; ``torchvision/<name>`` builds any torchvision
 classification model (random weights unless ``weights=`` is given), and ``timm/<name>`` any timm
 model (random init, ``pretrained=False``; needs the optional extra ``neuroalign[timm]``).
@@ -17,6 +21,8 @@ from torch import nn
 from neuroalign.models import conv_mae as _conv_mae
 from neuroalign.models import latent_mim as _latent_mim
 from neuroalign.models import vit_mae as _vit_mae
+from neuroalign.models.layout import TokenLayout, token_layout
+from neuroalign.models.specs import LoadedModel, Preprocessing, WeightsNotFoundError, load_model
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -96,4 +102,14 @@ def _timm_model(name: str, **kwargs) -> nn.Module:
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = [
+    "LoadedModel",
+    "Preprocessing",
+    "TokenLayout",
+    "WeightsNotFoundError",
+    "create_model",
+    "list_models",
+    "load_model",
+    "register_model",
+    "token_layout",
+]
