@@ -66,8 +66,11 @@ def add_extract(sub):
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage type")
     p.add_argument("--pooling", default=None,
                    help="spatial pooling of conv layers: none (default), 'avg' (global average) or k (k×k grid)")
-    p.add_argument("--tokens", choices=["all", "cls", "mean"], default="all",
-                   help="token choice for transformer outputs (batch, token, feature): all (default), cls or mean")
+    p.add_argument("--tokens", choices=["all", "cls", "patches", "mean"], default="all",
+                   help="token choice for transformer outputs (batch, token, feature): all "
+                        "(default), cls (the class token), patches (without class and register "
+                        "tokens) or mean (over the patch tokens); the model's token layout is "
+                        "read from it and stored in the file")
     p.add_argument("--projection", choices=["random", "pca"],
                    help="reduce each layer to --n-components features: seeded Gaussian random projection or PCA "
                         "(the matrix is stored in the file)")
@@ -77,8 +80,9 @@ def add_extract(sub):
                    help="mask every input before the forward pass, e.g. periphery:0.8:mean or patches:0.6 "
                         "(strategies of neuroalign.masking; seeded by --seed)")
     p.add_argument("--output-element", nargs="+", metavar="LAYER=KEY", default=None,
-                   help="for layers returning a tuple, list or dict: the element to keep, by index "
-                        "or key (default: element 0 of a tuple or list)")
+                   help="for layers returning a tuple, list or mapping: the element to keep, by "
+                        "index or key (also --layers LAYER:KEY; default: element 0 of a tuple or "
+                        "list, a mapping's first entry)")
     p.add_argument("--compression", choices=["zlib", "none"], default="zlib",
                    help="zlib (default: shuffle + deflate, which every netCDF reader decodes) or none")
     p.add_argument("--compression-level", type=int, default=1,

@@ -18,14 +18,15 @@ from tqdm.auto import tqdm
 
 from neuroalign.activations import ActivationWriter
 from neuroalign.data.stimuli import StimulusSet
-from neuroalign.extraction.hooks import Runner, check_output_element
+from neuroalign.extraction.hooks import Runner, check_output_element, split_element_keys
 from neuroalign.extraction.input_mask import mask_function
 from neuroalign.extraction.layers import is_default_choice, resolve_layers
 from neuroalign.extraction.pipeline import fit_pca_projections, run_batches
-from neuroalign.extraction.reductions import DEFAULT_PCA_FIT, check_options
+from neuroalign.extraction.reductions import DEFAULT_PCA_FIT, check_options, check_tokens
 from neuroalign.extraction.resume import check_existing, check_output, check_resumed
 from neuroalign.extraction.sources import Head, as_source, load_batch
 from neuroalign.interrupts import Interrupted, deferred_signals
+from neuroalign.models.layout import token_layout as detect_token_layout
 from neuroalign.provenance import library_versions, weights_sha256
 
 __all__ = ["extract"]
@@ -54,6 +55,7 @@ def extract(
     compression_threads: int | None = None,
     overlap: bool | None = None,
     output_element: dict[str, int | str] | None = None,
+    token_layout=None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -86,7 +88,8 @@ def extract(
             model there.
         dtype: ``"float32"`` or ``"float16"`` storage.
         pooling: None, ``"avg"`` or int k (see :func:`pool`); applies to 4-D outputs only.
-        tokens: ``"all"``, ``"cls"`` or ``"mean"`` (see :func:`select_tokens`); applies to
+        tokens: ``"all"``, ``"cls"``, ``"patches"`` or ``"mean"`` (see :func:`select_tokens`,
+            and ``token_layout``); applies to
             3-D (b, token, feature) outputs only.
         projection: None, ``"random"`` (Gaussian, entries N(0, 1/k), seeded by ``seed`` and
             the layer name) or ``"pca"``: each layer's flattened output (after tokens and
@@ -111,11 +114,17 @@ def extract(
             or None.
         compression_level: deflate level 0-9 (0: off; 1, the default, is the fastest).
         compression_threads: threads deflating chunks; None: one per CPU core (at most 8).
-        output_element: for modules returning a tuple, list or dict (an attention block, an
-            LSTM, a Hugging Face ``ModelOutput``): layer -> the index or key of the element to
-            keep. Default: element 0 of a tuple or list (with a warning naming the layers);
-            a dict needs a key. The kept element is the layer group's ``output_element``
-            attribute.
+        output_element: for modules returning a tuple, list or mapping (an attention block,
+            an LSTM, a Hugging Face ``ModelOutput``): layer -> the index or key of the element
+            to keep; also written in ``layers`` as ``"LAYER:KEY"`` (``"encoder.layer.3:0"``).
+            Default: element 0 of a tuple or list, the first entry of a mapping (a
+            ModelOutput's main output), with a warning naming the layers. The kept element is
+            the layer group's ``output_element`` attribute.
+        token_layout: which tokens of (b, token, feature) outputs are class, register and
+            patch tokens (:class:`~neuroalign.models.TokenLayout`), for ``tokens``; None:
+            read from the model (timm, torchvision, Hugging Face, OpenCLIP and neuroalign
+            ViTs; see :func:`~neuroalign.models.token_layout`). Stored as the attributes
+            ``class_tokens``, ``register_tokens``, ``patch_size``.
         overlap: load, run and write successive batches at the same time in three threads;
             None: when the model runs on an accelerator. On a CPU device the forward pass
             already keeps every core busy, and threads competing with it slow it down more
@@ -141,15 +150,21 @@ def extract(
     check_options(batch_size, pooling, tokens, projection, n_components)
     transform, description = _split_transform(transform)
     mask_fn, mask_attrs = mask_function(mask, seed)
+    layers, keyed = split_element_keys(layers)
     names, lenient = resolve_layers(model, layers), is_default_choice(model, layers)
     output_element = check_output_element(output_element, names)
+    for choice, key in keyed:
+        output_element.update(dict.fromkeys(resolve_layers(model, choice), key))
+    token_layout = token_layout if token_layout is not None else detect_token_layout(model)
+    check_tokens(tokens, token_layout)
     device = _place_model(model, device)
     overlap = device.type != "cpu" if overlap is None else overlap
     out = check_output(Path(out), resume, overwrite)
     file_attrs = {
         **_file_attrs(model, source, description, device, dtype, compression, compression_level),
         **_reduction_attrs(pooling, tokens, projection, n_components, seed),
-        **_element_attrs(output_element), **mask_attrs, **(attrs or {}),
+        **_element_attrs(output_element), **mask_attrs,
+        **(token_layout.attrs() if token_layout is not None else {}), **(attrs or {}),
         "weights_sha256": weights_sha256(model),
     }
     fit_set = _pca_fit_set(source, fit_stimuli, file_attrs) if projection == "pca" else None
@@ -160,7 +175,7 @@ def extract(
 
     was_training = model.training
     runner = Runner(model, names, lenient, pooling, tokens, device, 2 if overlap else 1,
-                    output_element)
+                    output_element, token_layout)
     bar = tqdm(total=len(source), unit="img", desc="extract", disable=not progress)
     try:
         model.eval()

@@ -12,7 +12,7 @@ from torch import nn
 
 from neuroalign.extraction.reductions import pool, select_tokens
 
-__all__ = ["Recorder", "Runner", "check_output_element", "pick_element"]
+__all__ = ["Recorder", "Runner", "check_output_element", "pick_element", "split_element_keys"]
 
 
 def check_output_element(output_element, names: Sequence[str]) -> dict:
@@ -37,17 +37,37 @@ def check_output_element(output_element, names: Sequence[str]) -> dict:
     return dict(output_element)
 
 
+def split_element_keys(layers):
+    """Layer choices with an element suffix, ``"encoder.layer.3:0"`` or ``"blocks.*:hidden"``:
+    (the choices without suffixes, [(choice, key)]); an int-like key is an index."""
+    if layers is None or isinstance(layers, str) and ":" not in layers:
+        return layers, []
+    plain, keyed = [], []
+    for layer in [layers] if isinstance(layers, str) else layers:
+        if isinstance(layer, str) and ":" in layer:
+            layer, _, key = layer.rpartition(":")
+            if not layer or not key:
+                raise ValueError(f"A layer with an element is 'LAYER:KEY'; got {layer}:{key!r}.")
+            keyed.append((layer, int(key) if key.lstrip("-").isdigit() else key))
+        plain.append(layer)
+    return plain, keyed
+
+
 def pick_element(name: str, output, key: int | str | None):
     """The element of a module's output to record: ``output[key]`` of a tuple, list or
-    mapping (a tuple's or list's element 0 when ``key`` is None); a tensor as it is."""
+    mapping (dict, Hugging Face ``ModelOutput``); with ``key`` None a tuple's or list's
+    element 0 and a mapping's first entry (a ModelOutput's main output, such as
+    ``last_hidden_state``); a tensor as it is."""
     if isinstance(output, torch.Tensor):
         return output
-    how = f"output_element={{{name!r}: ...}} (--output-element {name}=KEY)"
+    how = f"output_element={{{name!r}: ...}} (--layers {name}:KEY)"
     if isinstance(output, Mapping):
+        if key is None and len(output):
+            return next(iter(output.values()))
         if key is None or key not in output:
-            given = "" if key is None else f" has no key {key!r};"
+            given = " that is empty" if key is None else f" without the key {key!r}"
             raise ValueError(
-                f"Layer {name!r} returns a {type(output).__name__}{given} with the keys "
+                f"Layer {name!r} returns a {type(output).__name__}{given}; its keys are "
                 f"{list(output)}; choose one with {how}."
             )
         return output[key]
@@ -90,6 +110,8 @@ class Recorder:
         def hook(module, inputs, output):
             if not isinstance(output, torch.Tensor):
                 key = self.output_element.get(name)
+                if key is None and isinstance(output, Mapping) and len(output):
+                    key = next(iter(output))
                 output = pick_element(name, output, key)
                 self.elements[name] = str(0 if key is None else key)
             if not isinstance(output, torch.Tensor):
@@ -165,9 +187,11 @@ def _layer_outputs(recorder: Recorder, names: list[str], lenient: bool, warned: 
                  if n in recorder.elements and n not in chosen and ("element", n) not in warned]
     if defaulted:
         warned.update(("element", n) for n in defaulted)
+        kept = ", ".join(f"{n}:{recorder.elements[n]}" for n in defaulted)
         warnings.warn(
-            f"Layers {defaulted} return a tuple or list; element 0 of each is kept (choose "
-            "another with output_element={layer: index}, --output-element LAYER=INDEX).",
+            f"Layers {defaulted} return a tuple, list or mapping; kept: {kept} (element 0, "
+            "or a mapping's first entry; choose another with output_element={layer: key}, "
+            "--layers LAYER:KEY).",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -178,9 +202,9 @@ class Runner:
     """The model with its hooks and the per-layer options: one batch in, arrays out."""
 
     def __init__(self, model, names, lenient, pooling, tokens, device, slots=1,
-                 output_element=None) -> None:
+                 output_element=None, token_layout=None) -> None:
         self.model, self.names, self.lenient = model, names, lenient
-        self.tokens, self.device = tokens, device
+        self.tokens, self.device, self.token_layout = tokens, device, token_layout
         self.recorder = Recorder(model, names, pooling, slots, output_element)
         self.warned: set[tuple] = set()  # (kind, layer) already warned about
         self.projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -195,7 +219,8 @@ class Runner:
             self.model(x.to(self.device, non_blocking=True))
             names, outputs = _layer_outputs(self.recorder, self.names, self.lenient, self.warned)
         self.names, self.lenient = names, False
-        return {name: select_tokens(out, self.tokens) for name, out in outputs.items()}
+        return {name: select_tokens(out, self.tokens, self.token_layout)
+                for name, out in outputs.items()}
 
     def set_projection(self, layer: str, matrix: np.ndarray, mean: np.ndarray | None) -> None:
         self.projections[layer] = (

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TOKENS", "PROJECTIONS", "DEFAULT_PCA_FIT", "pool", "select_tokens",
+__all__ = ["TOKENS", "PROJECTIONS", "DEFAULT_PCA_FIT", "pool", "select_tokens", "check_tokens",
            "random_projection", "fit_pca", "check_options"]
 
-TOKENS = ("all", "cls", "mean")
+TOKENS = ("all", "cls", "patches", "mean")
 PROJECTIONS = ("random", "pca")
 DEFAULT_PCA_FIT = 1000
 
@@ -48,20 +48,36 @@ def pool(x: torch.Tensor, pooling) -> torch.Tensor:
     return F.adaptive_avg_pool2d(x, pooling)
 
 
-def select_tokens(x: torch.Tensor, tokens: str) -> torch.Tensor:
+def select_tokens(x: torch.Tensor, tokens: str, layout=None) -> torch.Tensor:
     """Token choice for transformer outputs; other outputs pass unchanged.
 
     Args:
         x: (b, token, feature), or any other shape (returned as is).
-        tokens: ``"all"`` (keep), ``"cls"`` (the first token -> (b, feature)) or ``"mean"``
-            (the mean over all tokens, the class token included -> (b, feature)).
+        tokens: ``"all"`` (keep), ``"cls"`` (the class token -> (b, feature)), ``"patches"``
+            (the patch tokens, without class and register tokens -> (b, patch, feature)) or
+            ``"mean"`` (the mean over the patch tokens -> (b, feature), as timm's average
+            pooling).
+        layout: the model's :class:`~neuroalign.models.TokenLayout`; None (unknown): the class
+            token is token 0 and the mean is over every token ("patches" needs a layout).
     """
     if x.ndim != 3 or tokens == "all":
         return x
+    prefix = 0 if layout is None else layout.prefix_tokens
     if tokens == "cls":
         return x[:, 0]
-    return x.mean(dim=1)
+    if tokens == "patches":
+        return x[:, prefix:]
+    return x[:, prefix:].mean(dim=1)
 
+
+def check_tokens(tokens: str, layout) -> None:
+    """A token choice the model's layout allows (before anything runs)."""
+    if tokens == "patches" and layout is None:
+        raise ValueError("tokens='patches' needs the model's token layout (which tokens are "
+                         "class and register tokens); pass token_layout=TokenLayout(...).")
+    if tokens == "cls" and layout is not None and layout.class_tokens == 0:
+        raise ValueError("tokens='cls': this model has no class token (its tokens are patches); "
+                         "use 'mean' or 'patches'.")
 
 
 def random_projection(n_units: int, k: int, seed: int, layer: str = "") -> np.ndarray:

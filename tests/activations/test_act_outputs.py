@@ -58,9 +58,9 @@ def read(path, layer="pair"):
 
 def test_tuple_output_keeps_element_0_and_says_so_once(tmp_path):
     stimuli = toy_stimuli()
-    with pytest.warns(RuntimeWarning, match=r"\['pair'\] return a tuple or list; element 0") as record:
+    with pytest.warns(RuntimeWarning, match=r"\['pair'\] return a tuple, list or mapping; kept: pair:0") as record:
         path = extract(Net(), stimuli, ["pair"], out=tmp_path / "a.nc", **OPTIONS)
-    assert sum("element 0" in str(w.message) for w in record) == 1  # 3 batches, one warning
+    assert sum("kept: pair:0" in str(w.message) for w in record) == 1  # 3 batches, one warning
     values, element = read(path)
     np.testing.assert_allclose(values, 2 * pixels(stimuli), rtol=1e-6)
     assert element == "0"
@@ -79,15 +79,20 @@ def test_chosen_tuple_element(tmp_path):
         assert ds.getncattr("output_element") == "pair=1"
 
 
-def test_dict_output_needs_a_key(tmp_path):
+def test_dict_output_keeps_its_first_entry_or_the_key_named(tmp_path):
     stimuli = toy_stimuli()
-    with pytest.raises(ValueError, match=r"'pair' returns a OrderedDict with the keys \['double', 'negative'\]; choose one with output_element"):
-        extract(Net(as_dict=True), stimuli, ["pair"], out=tmp_path / "a.nc", **OPTIONS)
-    path = extract(Net(as_dict=True), stimuli, ["pair"], out=tmp_path / "b.nc",
-                   output_element={"pair": "negative"}, **OPTIONS)
+    with pytest.warns(RuntimeWarning, match=r"kept: pair:double"):
+        path = extract(Net(as_dict=True), stimuli, ["pair"], out=tmp_path / "a.nc", **OPTIONS)
+    values, element = read(path)
+    np.testing.assert_allclose(values, 2 * pixels(stimuli), rtol=1e-6)
+    assert element == "double"
+    path = extract(Net(as_dict=True), stimuli, ["pair:negative"], out=tmp_path / "b.nc", **OPTIONS)
     values, element = read(path)
     np.testing.assert_allclose(values, -pixels(stimuli), rtol=1e-6)
     assert element == "negative"
+    with pytest.raises(ValueError, match=r"'pair' returns a OrderedDict without the key 'half'; its keys are \['double', 'negative'\]"):
+        extract(Net(as_dict=True), stimuli, ["pair"], out=tmp_path / "c.nc",
+                output_element={"pair": "half"}, **OPTIONS)
 
 
 @pytest.mark.parametrize("choice, error", [
