@@ -10,6 +10,7 @@ the layout in the activation file and `tokens="cls"|"patches"|"mean"` use it.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from torch import nn
 
@@ -56,6 +57,7 @@ def token_layout(model: nn.Module) -> TokenLayout | None:
     """The token layout of a vision transformer from timm, torchvision, Hugging Face
     transformers, OpenCLIP or neuroalign; None for models without tokens (CNNs) or unknown
     ones."""
+    m: Any = model  # the libraries' attributes, typed as tensors or modules by nn.Module
     name = type(model).__name__
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "model_type"):  # Hugging Face
@@ -69,14 +71,14 @@ def token_layout(model: nn.Module) -> TokenLayout | None:
     if hasattr(model, "num_prefix_tokens") and hasattr(model, "patch_embed"):  # timm
         registers = int(getattr(model, "num_reg_tokens", 0) or 0)
         patch = getattr(model.patch_embed, "patch_size", None)
-        return TokenLayout(int(model.num_prefix_tokens) - registers, registers, _int(patch))
+        return TokenLayout(int(m.num_prefix_tokens) - registers, registers, _int(patch))
     if name == "VisionTransformer" and hasattr(model, "class_token") and hasattr(model, "patch_size"):
-        return TokenLayout(1, 0, int(model.patch_size))  # torchvision
+        return TokenLayout(1, 0, _int(m.patch_size))  # torchvision
     if hasattr(model, "class_embedding") and hasattr(model, "conv1"):  # OpenCLIP
         return TokenLayout(1, 0, _int(getattr(model, "patch_size", None)))
     from neuroalign.models.latent_mim import LatentMIM
     from neuroalign.models.vit_mae import ViTMAE
 
     if isinstance(model, ViTMAE | LatentMIM):  # patch tokens only, no class token
-        return TokenLayout(0, 0, int(model.patch_size))
+        return TokenLayout(0, 0, int(m.patch_size))
     return None
