@@ -17,8 +17,8 @@ def add_decorrelation(sub):
     p = sub.add_parser(
         "decorrelation", help="latent decorrelation and dimensionality per layer",
         description="FocusMIM's decorrelation L = (1/D)·Σ_{i≠j} C_ij² of z-scored units (from "
-        "the n×n Gram matrix), mean |r| over unit pairs and the participation ratio, per layer "
-        "of an activation file. Units with zero variance are left out and counted.")
+        "one n×n Gram matrix), mean |r| over unit pairs and the participation ratio of their "
+        "correlation matrix (D/(1+L)), per layer of an activation file. Units with zero variance are left out and counted.")
     p.add_argument("activations", type=Path, help="activation file (.nc) from 'neuroalign extract'")
     p.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples of stimuli for intervals (default 0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
