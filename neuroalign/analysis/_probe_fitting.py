@@ -89,7 +89,7 @@ def fit_lbfgs(x, y, n_classes: int, C: float, max_iter: int, tol: float):
     matrix products; each step is a few large operations and no graph.
 
     Returns:
-        (weight (n_classes, D), bias (n_classes,), iterations run, evaluations).
+        (weight (n_classes, D), bias (n_classes,), iterations run, objective reached).
     """
     n, d = x.shape
     weight = torch.zeros(n_classes, d, dtype=x.dtype, device=x.device)
@@ -115,5 +115,5 @@ def fit_lbfgs(x, y, n_classes: int, C: float, max_iter: int, tol: float):
                                   max_eval=25 * max_iter, tolerance_grad=tol, history_size=10,
                                   line_search_fn="strong_wolfe")
     optimizer.step(closure)
-    state = optimizer.state[weight]
-    return weight, bias, int(state.get("n_iter", 0)), int(state["func_evals"])
+    n_iter = int(optimizer.state[weight].get("n_iter", 0))
+    return weight, bias, n_iter, logistic_objective(x, y, weight, bias, strength)

@@ -213,18 +213,11 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_lbfgs(self, train, X_val, y_val, settings: dict):
-        from neuroalign.analysis._probe_fitting import (
-            fit_lbfgs,
-            logistic_objective,
-            penalty_strength,
-        )
+        from neuroalign.analysis._probe_fitting import fit_lbfgs
 
         x, y = train
-        n_classes = len(self.classes_)
-        weight, bias, self.n_iter_, _ = fit_lbfgs(x, y, n_classes, settings["C"],
-                                                  settings["max_iter"], settings["tol"])
-        self.objective_ = logistic_objective(
-            x, y, weight, bias, penalty_strength(settings["C"], x.shape[0], n_classes))
+        weight, bias, self.n_iter_, self.objective_ = fit_lbfgs(
+            x, y, len(self.classes_), settings["C"], settings["max_iter"], settings["tol"])
         if self.n_iter_ >= settings["max_iter"]:
             warnings.warn(
                 f"LinearProbe(protocol='logistic-lbfgs') stopped after max_iter="
