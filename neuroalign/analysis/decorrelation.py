@@ -225,7 +225,8 @@ def decorrelation_reference(x) -> dict:
         x: array (n_stimuli, n_units, ...).
 
     Returns:
-        dict with keys L, mean_abs_r, participation_ratio, n_units, n_constant_units.
+        dict with keys L, mean_abs_r, participation_ratio (from the eigenvalues of C),
+        n_units, n_constant_units; units="varying".
     """
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     varying = (x != x[0]).any(axis=0)
