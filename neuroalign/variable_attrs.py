@@ -20,7 +20,8 @@ VARIABLE_ATTRS: dict[str, tuple[str, str | None]] = {
     # decorrelation
     "L": ("decorrelation L = (1/D) sum_{{i!=j}} C_ij^2 of z-scored units (FocusMIM)", "1"),
     "mean_abs_r": ("mean absolute correlation over pairs of units", "1"),
-    "participation_ratio": ("participation ratio (effective dimensionality)", "1"),
+    "participation_ratio": ("participation ratio of the correlation matrix of z-scored units "
+                            "(effective dimensionality, D / (1 + L))", "1"),
     "n_units": ("number of units in the layer", "1"),
     "n_constant_units": ("number of units with zero variance (left out)", "1"),
     # probe

@@ -16,12 +16,18 @@ and the diagonal contributes Σ_i C_ii² = D (each column of Z has Σ_k z_ki² =
     L = (‖ZZᵀ‖²_F / (n-1)² - D) / D.
 
 We use whichever of the two Gram matrices is smaller (n × n when D > n, D × D otherwise).
-The same Gram matrix gives the participation ratio of the covariance eigenvalues λ
-(the nonzero eigenvalues of XᵀX and XXᵀ coincide):
+The same Gram matrix gives the participation ratio of C, the dimensionality in the same
+z-scored units as L (the nonzero eigenvalues λ of ZᵀZ and ZZᵀ coincide, and tr C = D):
 
-    PR = (Σλ)² / Σλ² = tr(G)² / ‖G‖²_F,   G = X_c X_cᵀ (X_c centred per unit).
+    PR = (Σλ)² / Σλ² = tr(C)² / ‖C‖²_F = D² (n-1)² / ‖ZZᵀ‖²_F = D / (1 + L).
 
-On z-scored units tr(G) = D(n-1), so PR_z = D / (1 + L).
+The participation ratio of the raw covariance (unstandardised units: a unit with a larger
+variance weighs more) needs the Gram matrix of the centred X, a different matrix;
+`participation_ratio(x)` computes it on request, `decorrelation` does not.
+
+Precision: the z-scores and the Gram matrix are float64 (float32 input is converted exactly
+while it is centred). L subtracts two nearly equal numbers when the units are nearly
+decorrelated; a float32 Gram would leave it an absolute error of about 1e-6·(1 + L).
 
 Which units count (``units``):
 
@@ -31,14 +37,15 @@ Which units count (``units``):
 - ``"all"``: the FocusMIM reference exactly: every unit is z-scored as
   ``(x - mean) / (std + 1e-5)`` (std with ddof=1), so a constant (dead) unit becomes 0, and
   L is divided by all D units. With the guard ``C_ii = s²/(s + 1e-5)²`` is not exactly 1, so
-  the diagonal subtracted is ``Σ_i C_ii²`` computed from the column sums of squares, not D.
+  the diagonal subtracted is ``Σ_i C_ii²`` computed from the column sums of squares, not D
+  (and tr C = Σ_i C_ii in the participation ratio).
   (The reference divides by its fixed batch size minus one; here n - 1 of the given stimuli,
   the same for a full batch.)
 
 Streaming: z-scoring is per unit over the stimuli, so a feature chunk holding all n stimuli
-is standardised on its own, and ZZᵀ, X_c X_cᵀ and tr(X_c X_cᵀ) are sums over chunks. With
-chunked input (`chunk_size`, or an iterable of (n, chunk) arrays) only two n × n matrices and
-one chunk are in memory, whatever D (mean |r| then re-reads chunk pairs: D²/2 products).
+is standardised on its own, and ZZᵀ and Σ_i C_ii² are sums over chunks. With chunked input
+(`chunk_size`, or an iterable of (n, chunk) arrays) only one n × n matrix and one chunk are
+in memory, whatever D (mean |r| then re-reads chunk pairs: D²/2 products).
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import xarray as xr
 
-from neuroalign.analysis._arrays import as_matrix, check_finite
+from neuroalign.analysis._arrays import check_finite
 from neuroalign.analysis.streaming import is_chunks
 
 __all__ = [
@@ -115,85 +122,56 @@ def decorrelation_torch(z, units: str = "varying"):
     return ((total - (diagonal**2).sum()) / d).to(work)
 
 
-def _zscore(x: np.ndarray, units: str = "varying") -> tuple[np.ndarray, np.ndarray, int]:
-    """(Z, X_c, n_constant): z-scores (ddof=1) and centred values of the columns of x that
-    count: the varying ones, or all with the reference's ``std + EPS``."""
-    varying = x.max(axis=0) != x.min(axis=0)
-    n_constant = int((~varying).sum())
-    if n_constant and units == "varying":
-        x = x[:, varying]
-    centred = x - x.mean(axis=0)
-    std = np.sqrt(np.einsum("ij,ij->j", centred, centred) / (x.shape[0] - 1))
-    z = centred / (std if units == "varying" else std + EPS)
-    return z, centred, n_constant
-
-
-def _standardize(x: np.ndarray, units: str = "varying") -> tuple[np.ndarray, int]:
-    """z-scores the columns of x that count (see `_zscore`). Returns (Z (n, D), n_constant)."""
-    z, _, n_constant = _zscore(x, units)
-    if n_constant == x.shape[1]:
-        raise ValueError(
-            f"all {n_constant} units are constant over the stimuli; decorrelation is undefined"
-        )
-    return z, n_constant
-
-
-def _gram_sq_norm(a: np.ndarray) -> float:
-    """‖AAᵀ‖²_F = ‖AᵀA‖²_F, through the smaller of the two Gram matrices. a: (n, D)."""
-    gram = a @ a.T if a.shape[1] > a.shape[0] else a.T @ a
-    return float(np.einsum("ij,ij->", gram, gram))
-
-
-def _diagonal_sq(z: np.ndarray, units: str) -> float:
-    """Σ_i C_ii²: exactly D for true z-scores, less with the reference's ``std + EPS``."""
-    if units == "varying":
-        return float(z.shape[1])
-    diagonal = np.einsum("ij,ij->j", z, z) / (z.shape[0] - 1)
-    return float((diagonal**2).sum())
-
-
-def _loss_from_z(z: np.ndarray, units: str = "varying") -> float:
-    n, d = z.shape
-    return (_gram_sq_norm(z) / (n - 1) ** 2 - _diagonal_sq(z, units)) / d
-
-
-def _mean_abs_r_from_z(z: np.ndarray, block_size: int) -> float:
-    """Mean |C_ij| over pairs i<j, computed in column blocks of C (memory D × block_size)."""
-    n, d = z.shape
-    if d < 2:
-        return float("nan")
-    total = 0.0
-    for start in range(0, d, block_size):
-        stop = min(start + block_size, d)
-        block = z[:, :stop].T @ z[:, start:stop]  # (stop, stop-start): C[:stop, start:stop]·(n-1)
-        total += np.abs(block[:start]).sum()  # rows i < start <= j
-        total += np.abs(np.triu(block[start:], k=1)).sum()  # i < j inside the block
-    return float(total / (n - 1) / (d * (d - 1) / 2))
-
-
 def participation_ratio(x, standardize: bool = False) -> float:
     """Participation ratio (Σλ)²/Σλ² of the covariance eigenvalues (effective dimensionality).
 
     Args:
         x: array (n_stimuli, n_units, ...) — trailing dims flattened.
         standardize: if True, of the correlation matrix (z-scored units, constant units left
-            out); if False, of the raw covariance.
+            out; what `decorrelation` reports, D / (1 + L)); if False, of the raw covariance
+            (a Gram matrix of its own: units with a larger variance weigh more).
 
     Returns:
         float between 1 and min(n - 1, n_units).
     """
-    x = as_matrix(x)
-    check_finite(x)
+    from neuroalign.analysis._decorrelation_gram import (
+        GramSums,
+        float_matrix,
+        gram_sq_norm,
+        standardized,
+    )
+
     if standardize:
-        a, _ = _standardize(x)
-    else:
-        a = x - x.mean(axis=0)
-    trace = float(np.einsum("ij,ij->", a, a))
+        z, n_constant = standardized(x, "varying")
+        sums = GramSums("varying")
+        sums.add(z, n_constant, whole=True)
+        return sums.metrics()["participation_ratio"]
+    a = float_matrix(x)
+    check_finite(a)
+    centred = np.subtract(a, a.mean(axis=0, dtype=np.float64), dtype=np.float64)
+    trace = float(np.einsum("ij,ij->", centred, centred))
     if trace == 0.0:
         raise ValueError(
             "participation_ratio is undefined: all units are constant over the stimuli"
         )
-    return trace**2 / _gram_sq_norm(a)
+    return trace**2 / gram_sq_norm(centred)
+
+
+def _metrics_in_memory(x, units: str, mean_abs_r: bool, block_size: int) -> dict:
+    """The keys of `decorrelation` for a layer in memory: one Gram of its z-scores."""
+    from neuroalign.analysis import _decorrelation_gram as gram
+
+    z, n_constant = gram.standardized(x, units)
+    sums = gram.GramSums(units)
+    sums.add(z, n_constant, whole=True)
+    metrics = sums.metrics()
+    return {
+        "L": metrics["L"],
+        "mean_abs_r": gram.mean_abs_r(z, block_size) if mean_abs_r else float("nan"),
+        "participation_ratio": metrics["participation_ratio"],
+        "n_units": metrics["n_units"],
+        "n_constant_units": metrics["n_constant_units"],
+    }
 
 
 def decorrelation(
@@ -206,8 +184,8 @@ def decorrelation(
 ) -> dict:
     """FocusMIM decorrelation L (via the Gram matrix), mean |r| and participation ratio.
 
-    Computed in float64. Chunked input is streamed (see the module docstring): the result
-    equals the in-memory one to float64 rounding.
+    Computed in float64 from one Gram matrix of the z-scores (see the module docstring).
+    Chunked input is streamed: the result equals the in-memory one to float64 rounding.
 
     Args:
         x: array (n_stimuli, n_units, ...) — numpy, torch, xarray/dask or a netCDF4 variable;
@@ -224,9 +202,11 @@ def decorrelation(
             of loaded whole (also the block size of mean |r|).
 
     Returns:
-        dict with keys L, mean_abs_r (NaN if not computed), participation_ratio (of the raw
-        covariance), n_units (units in L), n_constant_units (units constant over the stimuli;
-        left out with units="varying", included as zeros with units="all").
+        dict with keys L, mean_abs_r (NaN if not computed), participation_ratio (of the
+        correlation matrix C, the same units as L: D / (1 + L) with units="varying"; the raw
+        covariance's is `participation_ratio(x)`), n_units (units in L), n_constant_units
+        (units constant over the stimuli; left out with units="varying", included as zeros
+        with units="all").
     """
     _check_units(units)
     if not isinstance(block_size, int | np.integer) or block_size < 1:
@@ -235,16 +215,7 @@ def decorrelation(
         from neuroalign.analysis._decorrelation_stream import streamed_decorrelation
 
         return streamed_decorrelation(x, mean_abs_r, chunk_size or 4096, units)
-    x = as_matrix(x)
-    check_finite(x)
-    z, n_constant = _standardize(x, units)
-    return {
-        "L": _loss_from_z(z, units),
-        "mean_abs_r": _mean_abs_r_from_z(z, block_size) if mean_abs_r else float("nan"),
-        "participation_ratio": participation_ratio(x),
-        "n_units": z.shape[1],
-        "n_constant_units": n_constant,
-    }
+    return _metrics_in_memory(x, units, mean_abs_r, block_size)
 
 
 def decorrelation_reference(x) -> dict:
@@ -254,7 +225,8 @@ def decorrelation_reference(x) -> dict:
         x: array (n_stimuli, n_units, ...).
 
     Returns:
-        dict with keys L, mean_abs_r, participation_ratio, n_units, n_constant_units.
+        dict with keys L, mean_abs_r, participation_ratio (from the eigenvalues of C),
+        n_units, n_constant_units; units="varying".
     """
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     varying = (x != x[0]).any(axis=0)
@@ -263,7 +235,7 @@ def decorrelation_reference(x) -> dict:
     z = (xv - xv.mean(axis=0)) / xv.std(axis=0, ddof=1)
     c = z.T @ z / (n - 1)
     off = ~np.eye(d, dtype=bool)
-    eig = np.linalg.eigvalsh(np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1]))
+    eig = np.linalg.eigvalsh(c)
     return {
         "L": float((c[off] ** 2).sum() / d),
         "mean_abs_r": float(np.abs(c[np.triu_indices(d, 1)]).mean()) if d > 1 else float("nan"),
@@ -318,18 +290,17 @@ def bootstrap_decorrelation(
             "bootstrap_decorrelation needs the layer in memory (each resample re-standardises "
             "every unit); got an iterable of chunks. Use decorrelation(x) for streamed input."
         )
-    x = as_matrix(x)
+    from neuroalign.analysis._decorrelation_gram import float_matrix
+
+    x = float_matrix(x)
     result = decorrelation(x, units=units, mean_abs_r=mean_abs_r, block_size=block_size)
     rng = np.random.default_rng(seed)
     samples = {m: np.empty(n_boot) for m in METRICS}
     for b in range(n_boot):
         xb = x[rng.integers(0, x.shape[0], size=x.shape[0])]
-        zb, _ = _standardize(xb, units)
-        samples["L"][b] = _loss_from_z(zb, units)
-        samples["mean_abs_r"][b] = (
-            _mean_abs_r_from_z(zb, block_size) if mean_abs_r else float("nan")
-        )
-        samples["participation_ratio"][b] = participation_ratio(xb)
+        for m, value in _metrics_in_memory(xb, units, mean_abs_r, block_size).items():
+            if m in samples:
+                samples[m][b] = value
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
     for m in METRICS:
         if np.isnan(samples[m]).all():

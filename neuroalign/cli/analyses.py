@@ -17,8 +17,8 @@ def add_decorrelation(sub):
     p = sub.add_parser(
         "decorrelation", help="latent decorrelation and dimensionality per layer",
         description="FocusMIM's decorrelation L = (1/D)·Σ_{i≠j} C_ij² of z-scored units (from "
-        "the n×n Gram matrix), mean |r| over unit pairs and the participation ratio, per layer "
-        "of an activation file. Units with zero variance are left out and counted.")
+        "one n×n Gram matrix), mean |r| over unit pairs and the participation ratio of their "
+        "correlation matrix (D/(1+L)), per layer of an activation file. Units with zero variance are left out and counted.")
     p.add_argument("activations", type=Path, help="activation file (.nc) from 'neuroalign extract'")
     p.add_argument("--n-boot", type=int, default=0, help="bootstrap resamples of stimuli for intervals (default 0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -44,14 +44,20 @@ def add_probe(sub):
         "and report its accuracy on another: the FocusMIM reference readout (raw features, Adam "
         "lr 1e-4, weight decay 1e-8, early stopping on the validation loss of a split of the "
         "training file), the same with standardised features and stopping on validation "
-        "accuracy, or scikit-learn logistic regression.")
+        "accuracy, L2-regularised logistic regression fitted by full-batch L-BFGS in torch "
+        "(scikit-learn's objective, faster than scikit-learn), or scikit-learn logistic "
+        "regression with cross-validated C.")
     p.add_argument("train", type=Path, help="activation file of the training stimuli")
     p.add_argument("test", type=Path, help="activation file of the test stimuli")
     p.add_argument("--label", default="label", help="presentation coordinate holding the class (default 'label')")
     p.add_argument("--kind", choices=["torch", "sklearn"], default="torch",
                    help="torch: linear layer + Adam + early stopping; sklearn: standardised logistic regression with CV'd C")
-    p.add_argument("--protocol", choices=["focusmim", "standardized-accuracy"], default="focusmim",
-                   help="torch probe protocol (default focusmim, the reference's readout)")
+    p.add_argument("--protocol", choices=["focusmim", "standardized-accuracy", "logistic-lbfgs"],
+                   default="focusmim",
+                   help="torch probe protocol (default focusmim, the reference's readout; "
+                        "logistic-lbfgs: L2 logistic regression by full-batch L-BFGS, the fastest)")
+    p.add_argument("--C", type=float, default=None,
+                   help="inverse regularisation strength of --protocol logistic-lbfgs (default 1.0)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds (spread reported)")
     p.add_argument("--device", default=None, help="device of the torch probe (default: GPU if any)")
     _add_analysis_io(p)
@@ -64,6 +70,10 @@ def _run_probe(args):
     params = {"protocol": args.protocol} if args.kind == "torch" else {}
     if args.kind == "torch" and args.device:
         params["device"] = args.device
+    if args.C is not None:
+        if args.kind != "torch" or args.protocol != "logistic-lbfgs":
+            raise ValueError("--C applies to --kind torch --protocol logistic-lbfgs only")
+        params["C"] = args.C
     ds = workflows.probe_from_files(args.train, args.test, args.layers, label=args.label,
                                     kind=args.kind, seeds=args.seeds, **params)
     _finish(ds, args.out, ["accuracy_mean", "accuracy_std"])

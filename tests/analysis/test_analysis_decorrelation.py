@@ -115,6 +115,7 @@ def test_exactly_decorrelated_columns_give_zero():
     x = rng.normal(size=(64, 16))
     q, _ = np.linalg.qr(x - x.mean(0))  # orthonormal columns with zero mean
     q *= rng.uniform(0.5, 3.0, size=16)  # unit scale must not matter
+    q += 1e3  # nor an offset: centred in float64 before the product
     out = decorrelation(q)
     assert abs(out["L"]) < 1e-12
     assert out["mean_abs_r"] < 1e-12
@@ -196,6 +197,46 @@ def test_participation_ratio_raw_vs_standardized():
     )
 
 
+def correlation_pr(c):
+    eig = np.linalg.eigvalsh(c)
+    return eig.sum() ** 2 / (eig**2).sum()
+
+
+@pytest.mark.parametrize("n, d", [(30, 80), (80, 30)])
+def test_reported_participation_ratio_is_of_the_correlation_matrix(n, d):
+    # the same z-scored units as L, from the same Gram: D / (1 + L); the raw covariance's
+    # participation ratio is participation_ratio(x), a different number
+    x = correlated(n, d, seed=9)
+    x[:, 0] *= 50  # a loud unit: weighs on the covariance, not on the correlations
+    out = decorrelation(x)
+    expected = correlation_pr(np.corrcoef(x, rowvar=False))
+    assert out["participation_ratio"] == pytest.approx(expected, rel=1e-9)
+    assert out["participation_ratio"] == pytest.approx(d / (1 + out["L"]), rel=1e-12)
+    assert participation_ratio(x, standardize=True) == pytest.approx(expected, rel=1e-9)
+    assert decorrelation(x, chunk_size=7)["participation_ratio"] == pytest.approx(
+        expected, rel=1e-10
+    )
+    eig = np.linalg.eigvalsh(np.cov(x, rowvar=False))
+    assert participation_ratio(x) == pytest.approx(eig.sum() ** 2 / (eig**2).sum(), rel=1e-9)
+    assert abs(participation_ratio(x) - expected) > 0.1 * expected
+    # units="all": tr C = Σ C_ii of the guarded z-scores, dead units included as zeros
+    x = with_dead_units(n, d)
+    z = (x - x.mean(0)) / (x.std(0, ddof=1) + 1e-5)
+    expected_all = correlation_pr(z.T @ z / (n - 1))
+    for out in (decorrelation(x, units="all"), decorrelation(x, units="all", chunk_size=9)):
+        assert out["participation_ratio"] == pytest.approx(expected_all, rel=1e-9)
+
+
+def test_float32_input_is_computed_in_float64():
+    x = correlated(40, 90, seed=10).astype(np.float32)
+    single, double = decorrelation(x), decorrelation(x.astype(np.float64))
+    for key in ("L", "mean_abs_r", "participation_ratio"):
+        assert single[key] == pytest.approx(double[key], rel=1e-12), key
+    assert decorrelation(torch.from_numpy(x))["L"] == pytest.approx(double["L"], rel=1e-12)
+    ref = decorrelation_reference(x)
+    assert single["L"] == pytest.approx(ref["L"], rel=1e-10)
+
+
 def test_bootstrap_is_seeded_and_covers_the_estimate():
     x = correlated(60, 40)
     a = bootstrap_decorrelation(x, n_boot=50, seed=3, mean_abs_r=True)
@@ -219,6 +260,12 @@ def test_bootstrap_percentiles_by_hand():
     bias = np.mean(values) - raw["L"]
     assert shifted["L_lo"] == pytest.approx(raw["L_lo"] - bias, rel=1e-9)
     assert shifted["L_hi"] == pytest.approx(raw["L_hi"] - bias, rel=1e-9)
+    rng = np.random.default_rng(2)
+    prs = [
+        decorrelation_reference(x[rng.integers(0, 40, size=40)])["participation_ratio"]
+        for _ in range(40)
+    ]
+    assert raw["participation_ratio_lo"] == pytest.approx(np.percentile(prs, 10), rel=1e-9)
 
 
 def test_layerwise_dataset_and_netcdf_round_trip(tmp_path):

@@ -3,11 +3,16 @@ import pytest
 import torch
 import xarray as xr
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from neuroalign.analysis.probes import PROTOCOLS, LinearProbe, SklearnProbe, layerwise_probe
 
 STANDARDIZED = "standardized-accuracy"
+LBFGS = "logistic-lbfgs"
+ADAM_PROTOCOLS = [p for p in PROTOCOLS if p != LBFGS]
 
 
 def gaussian_classes(n, d=32, n_classes=4, spread=0.35, seed=0, means_seed=0):
@@ -34,9 +39,10 @@ def test_torch_and_sklearn_probes_agree_on_a_noisy_problem():
     sk_acc = SklearnProbe(Cs=5).fit(X, y).score(X_test, y_test)
     assert 0.5 < best_possible < 0.95  # a problem where the probes can disagree
     assert abs(sk_acc - best_possible) < 0.05
-    for protocol in PROTOCOLS:
+    for protocol in ADAM_PROTOCOLS:
         probe = LinearProbe(protocol, lr=1e-3, batch_size=128, patience=5).fit(X, y)
         assert abs(probe.score(X_test, y_test) - best_possible) < 0.05, protocol
+    assert abs(LinearProbe(LBFGS).fit(X, y).score(X_test, y_test) - best_possible) < 0.05
 
 
 def test_early_stopping_restores_the_best_epoch():
@@ -236,3 +242,70 @@ def test_focusmim_feeds_the_unstandardised_features():
     std_b = LinearProbe(STANDARDIZED, **params).fit(moved, y)
     np.testing.assert_allclose(std_a.history_, std_b.history_, atol=1e-6)
     np.testing.assert_allclose(std_a.coef_, std_b.coef_, rtol=1e-3, atol=1e-4)
+
+
+def sklearn_objective(Xs, y, coef, intercept, C):
+    """scikit-learn's LogisticRegression objective divided by C·n: mean cross-entropy +
+    ‖W‖²/(2·C·n) (multinomial; one vector for 2 classes), written out in float64."""
+    logits = Xs @ coef.T + intercept
+    if coef.shape[0] == 1:  # binary: logit of class 1 against 0
+        logits = np.hstack([np.zeros((len(Xs), 1)), logits])
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return -log_p[np.arange(len(y)), y].mean() + (coef**2).sum() / (2 * C * len(y))
+
+
+@pytest.mark.parametrize("n_classes, C", [(2, 0.3), (4, 1.0), (4, 0.05)])
+def test_logistic_lbfgs_is_sklearns_logistic_regression(n_classes, C):
+    X, y = gaussian_classes(500, d=40, n_classes=n_classes, spread=0.4, seed=11)
+    X_test, y_test = gaussian_classes(400, d=40, n_classes=n_classes, spread=0.4, seed=12)
+    ours = LinearProbe(LBFGS, C=C, max_iter=500, tol=1e-5).fit(X, y)
+    theirs = make_pipeline(
+        StandardScaler(), LogisticRegression(C=C, tol=1e-10, max_iter=5000)
+    ).fit(X, y)
+    np.testing.assert_allclose(ours.mean_, theirs[0].mean_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.scale_, theirs[0].scale_, rtol=1e-5)
+    assert np.mean(ours.predict(X_test) == theirs.predict(X_test)) >= 0.995
+    Xs = theirs[0].transform(X)
+    optimum = sklearn_objective(Xs, y, theirs[-1].coef_, theirs[-1].intercept_, C)
+    if n_classes == 2:  # one vector w = W1 - W0 in scikit-learn
+        coef, intercept = ours.coef_[1:] - ours.coef_[:1], ours.intercept_[1:] - ours.intercept_[:1]
+    else:  # softmax is invariant to a shift of every class; the penalty picks mean-zero rows
+        coef, intercept = ours.coef_, ours.intercept_ - ours.intercept_.mean()
+    reached = sklearn_objective(Xs, y, coef.astype(np.float64), intercept, C)
+    assert reached == pytest.approx(optimum, rel=1e-5)
+    assert ours.objective_ == pytest.approx(optimum, rel=1e-5)
+    np.testing.assert_allclose(coef, theirs[-1].coef_, atol=2e-3 * np.abs(coef).max())
+    assert ours.n_iter_ < 500 and np.isnan(ours.val_accuracy_)
+
+
+def test_logistic_lbfgs_does_not_depend_on_row_order_or_seed():
+    X, y = gaussian_classes(600, d=50, n_classes=5, spread=0.5, seed=13)
+    order = np.random.default_rng(0).permutation(600)
+    a = LinearProbe(LBFGS, seed=0).fit(X, y)
+    b = LinearProbe(LBFGS, seed=0).fit(X, y)
+    c = LinearProbe(LBFGS, seed=9).fit(X[order], y[order])
+    np.testing.assert_array_equal(a.coef_, b.coef_)  # deterministic
+    np.testing.assert_allclose(c.coef_, a.coef_, atol=1e-4 * np.abs(a.coef_).max())
+    np.testing.assert_array_equal(c.predict(X), a.predict(X))
+    X_val, y_val = gaussian_classes(200, d=50, n_classes=5, spread=0.5, seed=14)
+    with_val = LinearProbe(LBFGS).fit(X, y, X_val, y_val)
+    np.testing.assert_array_equal(with_val.coef_, a.coef_)  # validation data only scored
+    assert with_val.val_accuracy_ == with_val.score(X_val, y_val)
+
+
+def test_logistic_lbfgs_settings_and_warnings():
+    X, y = gaussian_classes(200, d=20, n_classes=3, spread=0.5)
+    assert PROTOCOLS[LBFGS] == {"standardize": True, "C": 1.0, "max_iter": 100, "tol": 1e-4}
+    with pytest.raises(ValueError, match="'lr' parameter.*does not apply to protocol 'logistic-lbfgs'"):
+        LinearProbe(LBFGS, lr=1e-3).fit(X, y)
+    with pytest.raises(ValueError, match="'C' parameter.*does not apply to protocol 'focusmim'"):
+        LinearProbe(C=1.0).fit(X, y)
+    with pytest.raises(ValueError, match="'C' parameter of LinearProbe must be > 0"):
+        LinearProbe(LBFGS, C=0.0).fit(X, y)
+    with pytest.raises(ValueError, match="'max_iter'.*positive integer"):
+        LinearProbe(LBFGS, max_iter=0).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        LinearProbe(LBFGS, max_iter=2, tol=1e-12).fit(X, y)
+    ds = layerwise_probe({"a": (X, y)}, {"a": (X, y)}, kind="torch", protocol=LBFGS, C=0.5)
+    assert ds.attrs["protocol"] == LBFGS and ds.attrs["C"] == 0.5

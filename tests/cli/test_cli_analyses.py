@@ -131,7 +131,7 @@ def test_decorrelation_takes_n_boot(files, tmp_path):
     assert (ds.L_lo <= ds.L_hi).all() and ds.sizes["layer"] == 3
 
 
-@pytest.mark.parametrize("protocol", ["focusmim", "standardized-accuracy"])
+@pytest.mark.parametrize("protocol", ["focusmim", "standardized-accuracy", "logistic-lbfgs"])
 def test_probe_protocol_reaches_the_probe(tmp_path, protocol):
     """`neuroalign probe --protocol P` gives LinearProbe(protocol=P)'s accuracy on the same data."""
     from neuroalign.analysis.probes import LinearProbe
@@ -154,3 +154,15 @@ def test_probe_protocol_reaches_the_probe(tmp_path, protocol):
     ds = xr.load_dataset(out)
     probe = LinearProbe(protocol=protocol, device="cpu", seed=0).fit(*arrays["train"])
     assert float(ds["accuracy_mean"].sel(layer="fc")) == pytest.approx(probe.score(*arrays["test"]))
+    if protocol == "logistic-lbfgs":  # --C reaches the probe too
+        strong = tmp_path / "strong.nc"
+        assert main(["probe", str(paths["train"]), str(paths["test"]), "--protocol", protocol,
+                     "--C", "1e-4", "--device", "cpu", "--out", str(strong)]) == 0
+        ds = xr.load_dataset(strong)
+        assert ds.attrs["C"] == 1e-4
+        probe = LinearProbe(protocol=protocol, C=1e-4, device="cpu").fit(*arrays["train"])
+        assert float(ds["accuracy_mean"].sel(layer="fc")) == pytest.approx(
+            probe.score(*arrays["test"]))
+    else:
+        assert main(["probe", str(paths["train"]), str(paths["test"]), "--protocol", protocol,
+                     "--C", "1"]) != 0

@@ -1,0 +1,131 @@
+"""The one Gram matrix behind decorrelation L, mean |r| and the participation ratio (the
+formulas are in `decorrelation`'s module docstring).
+
+Everything here is float64: the z-scores and their products. L = ‖ZZᵀ‖²/((n-1)²D) - 1
+subtracts two nearly equal numbers when the units are nearly decorrelated, so a float32 Gram
+(about 7 digits) would leave L an absolute error of about 1e-6·(1 + L); in float64 the product
+is still tens of times faster than the D × D computation (benchmarks/bench_decorrelation.py).
+
+Standardising is numpy: reductions over the stimuli of a row-major (n, D) array are row sums
+there, several times faster than torch's on CPU. The products are torch (float64 GEMM), on
+the same memory (`torch.from_numpy`, no copy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from neuroalign.analysis._arrays import as_matrix, check_finite
+from neuroalign.analysis.decorrelation import EPS
+
+
+def float_matrix(x, name: str = "x") -> np.ndarray:
+    """x as a 2-D array: float32 kept as it is (the centring converts it exactly to float64
+    on the fly, without a float64 copy of the input), anything else as float64."""
+    dtype = np.float32 if str(getattr(x, "dtype", "")) in ("float32", "torch.float32") else np.float64
+    return as_matrix(x, name=name, dtype=dtype)
+
+
+def standardized(x, units: str, name: str = "x") -> tuple[np.ndarray, int]:
+    """(Z, n_constant): float64 z-scores (ddof=1) of the columns of x that count — the varying
+    ones, or all of them with the reference's ``std + EPS`` — and the number of constant
+    columns. x is read, never modified.
+
+    A column holds a NaN or an infinity exactly when its minimum or maximum does (both
+    propagate), so the min/max that find the constant columns also check finiteness; the full
+    check runs only to name the bad stimuli.
+    """
+    a = float_matrix(x, name)
+    low, high = a.min(axis=0), a.max(axis=0)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        check_finite(a, name=name)
+    varying = high != low
+    n_constant = a.shape[1] - int(np.count_nonzero(varying))
+    if n_constant and units == "varying":
+        a = a[:, varying]
+    z = np.subtract(a, a.mean(axis=0, dtype=np.float64), dtype=np.float64)
+    std = np.sqrt(np.einsum("ij,ij->j", z, z) / (a.shape[0] - 1))
+    z /= std if units == "varying" else std + EPS
+    return z, n_constant
+
+
+def gram_sq_norm(a: np.ndarray) -> float:
+    """‖AAᵀ‖²_F = ‖AᵀA‖²_F, through the smaller of the two Gram matrices. a: (n, D) float64."""
+    t = torch.from_numpy(a)
+    gram = t @ t.T if t.shape[1] > t.shape[0] else t.T @ t
+    return float(torch.dot(gram.ravel(), gram.ravel()))
+
+
+class GramSums:
+    """What L and the participation ratio need, summed over feature chunks that each hold all
+    n stimuli: the Gram ZZᵀ, Σ_i C_ii, Σ_i C_ii² and the unit counts.
+
+    A layer added whole (``whole=True``) with fewer units than stimuli uses ZᵀZ instead:
+    the same squared Frobenius norm, from a smaller matrix.
+    """
+
+    def __init__(self, units: str):
+        self.units = units
+        self.gram: torch.Tensor | None = None
+        self.n = self.d = self.n_constant = self.n_total = 0
+        self.diagonal_sum = self.diagonal_sq = 0.0
+
+    def add(self, z: np.ndarray, n_constant: int, whole: bool = False) -> None:
+        """Adds one chunk of z-scores (n, d) from `standardized` and its constant count."""
+        t = torch.from_numpy(z)
+        if self.gram is None:
+            self.n = t.shape[0]
+            self.gram = t.T @ t if whole and t.shape[1] < t.shape[0] else t @ t.T
+        else:
+            self.gram.addmm_(t, t.T)
+        self.d += z.shape[1]
+        self.n_constant += n_constant
+        self.n_total += z.shape[1] + (n_constant if self.units == "varying" else 0)
+        if self.units == "all":  # C_ii = s²/(s + EPS)² < 1: summed, not assumed
+            diagonal = np.einsum("ij,ij->j", z, z) / (self.n - 1)
+            self.diagonal_sum += float(diagonal.sum())
+            self.diagonal_sq += float((diagonal**2).sum())
+
+    def metrics(self) -> dict:
+        """L, participation_ratio (of the correlation matrix C), n_units, n_constant_units."""
+        if self.gram is None:
+            raise ValueError("x holds no features (an empty iterable of chunks)")
+        if self.n_constant == self.n_total:
+            raise ValueError(
+                f"all {self.n_constant} units are constant over the stimuli; "
+                "decorrelation is undefined"
+            )
+        n, d = self.n, self.d
+        sq_norm = float(torch.dot(self.gram.ravel(), self.gram.ravel()))  # (n-1)² Σ_ij C_ij²
+        if self.units == "varying":
+            diagonal_sum = diagonal_sq = float(d)  # C_ii = 1 exactly
+        else:
+            diagonal_sum, diagonal_sq = self.diagonal_sum, self.diagonal_sq
+        return {
+            "L": (sq_norm / (n - 1) ** 2 - diagonal_sq) / d,
+            "participation_ratio": (diagonal_sum * (n - 1)) ** 2 / sq_norm,
+            "n_units": d,
+            "n_constant_units": self.n_constant,
+        }
+
+
+def abs_correlation_sum(zi: np.ndarray, zj: np.ndarray | None = None) -> float:
+    """(n-1)·Σ|C_ab| over the unit pairs of two blocks of z-scores: a in zi, b in zj, or, with
+    one block, the pairs a < b inside zi."""
+    ti = torch.from_numpy(zi)
+    if zj is None:
+        return float((ti.T @ ti).triu_(1).abs_().sum())
+    return float((ti.T @ torch.from_numpy(zj)).abs_().sum())
+
+
+def mean_abs_r(z: np.ndarray, block_size: int) -> float:
+    """Mean |C_ij| over pairs i<j, in column blocks of C (memory D × block_size)."""
+    n, d = z.shape
+    if d < 2:
+        return float("nan")
+    total = 0.0
+    for start in range(0, d, block_size):
+        block = z[:, start : start + block_size]
+        total += abs_correlation_sum(block) + abs_correlation_sum(z[:, :start], block)
+    return total / (n - 1) / (d * (d - 1) / 2)
