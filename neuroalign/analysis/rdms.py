@@ -15,13 +15,13 @@ n × n Gram matrix accumulated over feature chunks, so a layer never has to fit 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import rsatoolbox
 
-from neuroalign.analysis.streaming import feature_chunks
+from neuroalign.analysis._rdm_gram import block_gram, chunk_gram
+from neuroalign.analysis.streaming import StimulusBlocks, feature_chunks
 
 __all__ = [
     "RDM_METHODS",
@@ -63,6 +63,60 @@ def check_ids(stimulus_id, n: int | None = None, *, name: str = "stimulus_id") -
     return ids
 
 
+def _row_names(stimulus_id, rows) -> list:
+    """The ids of `rows` for an error message (the row numbers if the ids do not fit)."""
+    ids = np.asarray(stimulus_id).astype(str)
+    rows = np.asarray(rows)
+    return (ids[rows] if ids.ndim == 1 and ids.size > rows.max(initial=-1) else rows).tolist()[:20]
+
+
+def _rdm_from_gram(gram, sums, n_features: int, rdm_method: str, stimulus_id):
+    """The n × n RDM from the shifted Gram matrix, row sums and feature count (see
+    `_rdm_gram`), in place of `gram`; the NaN and degenerate-row checks read its diagonal."""
+    lib = np if isinstance(gram, np.ndarray) else _torch()
+    diag = lib.diagonal(gram)
+    bad = ~(lib.isfinite(diag) & lib.isfinite(sums))
+    if bool(bad.any()):
+        rows = np.flatnonzero(_numpy(bad))
+        raise ValueError(
+            f"activations hold NaN/infinite values for stimuli {_row_names(stimulus_id, rows)}"
+        )
+    if rdm_method == "euclidean":
+        sq = diag.clone() if lib is not np else diag.copy()
+        gram *= -2.0
+        gram += sq[:, None]
+        gram += sq[None, :]
+        gram /= n_features
+        return gram
+    if rdm_method == "correlation":
+        gram -= lib.outer(sums, sums) / n_features
+        what = "constant over features (correlation is undefined)"
+    else:
+        what = "all zero (cosine is undefined)"
+    degenerate = _numpy(~(diag > 0))
+    if degenerate.any():
+        raise ValueError(
+            f"the activation patterns of stimuli "
+            f"{_row_names(stimulus_id, np.flatnonzero(degenerate))} are {what}"
+        )
+    norm = lib.sqrt(diag)
+    gram /= norm[:, None]
+    gram /= norm[None, :]
+    gram *= -1.0
+    gram += 1.0
+    return gram
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _numpy(a) -> np.ndarray:
+    return a if isinstance(a, np.ndarray) else a.cpu().numpy()
+
+
 def calc_rdm(
     x,
     stimulus_id,
@@ -91,66 +145,18 @@ def calc_rdm(
         rsatoolbox.rdm.RDMs with one RDM, pattern_descriptors {'stimulus_id': ids, 'index'},
         rdm_descriptors from `descriptors`, dissimilarity_measure set.
     """
-    import torch
-
     check_choice("rdm_method", rdm_method, RDM_METHODS)
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-    if device is None:
-        device = x.device if hasattr(x, "device") and hasattr(x, "detach") else "cpu"
-    f64 = torch.float64
-
-    def as_matrix(chunk) -> torch.Tensor:
-        c = chunk if hasattr(chunk, "detach") else torch.from_numpy(np.asarray(chunk))
-        return c.to(device=device, dtype=f64).reshape(c.shape[0], -1)
-
-    chunks = map(as_matrix, feature_chunks(x, chunk_size))
-    first = next(chunks, None)
-    if first is None:
-        raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
-    n = first.shape[0]
-    gram = torch.zeros(n, n, dtype=f64, device=device)
-    sums = torch.zeros(n, dtype=f64, device=device)
-    lo, hi = first.amin(dim=1), first.amax(dim=1)
-    shift = first.mean(dim=1, keepdim=True) if rdm_method == "correlation" else 0.0
-    n_features = 0
-    for i, c in enumerate(itertools.chain([first], chunks)):
-        if c.shape[0] != n:
-            raise ValueError(f"feature chunk {i} has {c.shape[0]} stimuli; chunk 0 had {n}")
-        if not bool(torch.isfinite(c).all()):
-            bad = (~torch.isfinite(c)).any(dim=1).nonzero().flatten().cpu().numpy()
-            ids = np.asarray(stimulus_id).astype(str)[bad] if len(stimulus_id) == n else bad
-            raise ValueError(
-                f"activations hold NaN/infinite values for stimuli {ids.tolist()[:20]}"
-            )
-        lo, hi = torch.minimum(lo, c.amin(dim=1)), torch.maximum(hi, c.amax(dim=1))
-        c = c - shift
-        gram.addmm_(c, c.T)
-        sums += c.sum(dim=1)
-        n_features += c.shape[1]
-    if n_features == 0:
-        raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
-    ids = check_ids(stimulus_id, n)
-
-    if rdm_method == "euclidean":
-        sq = torch.diagonal(gram)
-        rdm = (sq[:, None] + sq[None, :] - 2 * gram) / n_features
+    if isinstance(x, StimulusBlocks):
+        gram, sums, n_features = block_gram(x, rdm_method, int(chunk_size))
     else:
-        if rdm_method == "correlation":
-            gram = gram - torch.outer(sums, sums) / n_features
-            degenerate = (lo == hi).cpu().numpy()
-            what = "constant over features (correlation is undefined)"
-        else:
-            degenerate = ((lo == 0) & (hi == 0)).cpu().numpy()
-            what = "all zero (cosine is undefined)"
-        if degenerate.any():
-            raise ValueError(
-                f"the activation patterns of stimuli {ids[degenerate].tolist()[:20]} are {what}"
-            )
-        norm = torch.sqrt(torch.diagonal(gram))
-        rdm = 1 - gram / torch.outer(norm, norm)
+        gram, sums, n_features = chunk_gram(feature_chunks(x, chunk_size), rdm_method, device)
+    n = gram.shape[0]
+    rdm = _rdm_from_gram(gram, sums, n_features, rdm_method, stimulus_id)
+    ids = check_ids(stimulus_id, n)
     iu = np.triu_indices(n, k=1)
-    vector = rdm.cpu().numpy()[iu]
+    vector = (rdm if isinstance(rdm, np.ndarray) else rdm.cpu().numpy())[iu]
     rdm_descriptors = {k: [v] for k, v in (descriptors or {}).items()}
     return rsatoolbox.rdm.RDMs(
         dissimilarities=vector[None, :],
