@@ -130,8 +130,7 @@ def block_gram(blocks, method: str, chunk_size: int):
 
     def read(g: int) -> np.ndarray:
         nonlocal col_shift
-        x = working(blocks.read(g), None)
-        x = x if x.flags.writeable and x.flags.owndata else x.copy()
+        x = np.require(working(blocks.read(g), None), requirements="W")  # a fresh array: shifted in place
         if method == "correlation":
             x -= _mean(x[:, :chunk_size], 1, keepdims=True)
         elif method == "euclidean":
