@@ -67,6 +67,15 @@ def _mean(c, axis: int, keepdims: bool = False):
     return c.double().mean(dim=axis, keepdim=keepdims).to(c.dtype)
 
 
+def _column_shift(c):
+    """The mean of the first `SHIFT_ROWS` rows of c, with 0 where it is not finite: a NaN
+    there would spread to every row, and the NaN check must name only the rows holding it."""
+    v = _mean(c[:SHIFT_ROWS], 0)
+    if isinstance(v, np.ndarray):
+        return np.where(np.isfinite(v), v, v.dtype.type(0))
+    return v.nan_to_num(0.0, 0.0, 0.0)
+
+
 def _zeros(like, n: int, *shape: int):
     if isinstance(like, np.ndarray):
         return np.zeros((n, *shape))
@@ -107,7 +116,7 @@ def chunk_gram(chunks: Iterable, method: str, device=None):
         if row_shift is not None:
             c = c - row_shift
         elif method == "euclidean":
-            c = c - _mean(c[:SHIFT_ROWS], 0)
+            c = c - _column_shift(c)
         gram += _product(c, c)
         sums += _row_sums(c)
         n_features += c.shape[1]
@@ -135,7 +144,7 @@ def block_gram(blocks, method: str, chunk_size: int):
             x -= _mean(x[:, :chunk_size], 1, keepdims=True)
         elif method == "euclidean":
             if col_shift is None:
-                col_shift = _mean(x[:SHIFT_ROWS], 0)
+                col_shift = _column_shift(x)
             x -= col_shift
         return x
 
