@@ -2,15 +2,26 @@
 
 RDMs are `rsatoolbox.rdm.RDMs` with the pattern descriptor `stimulus_id`, so model and brain
 RDMs are matched by stimulus name, never by position alone. Dissimilarities follow rsatoolbox
-(Nili et al. 2014, rsatoolbox.readthedocs.io) and are computed with torch in float64 from the
-n × n Gram matrix accumulated over feature chunks, so a layer never has to fit in memory:
+(Nili et al. 2014, rsatoolbox.readthedocs.io) and are computed from the n × n Gram matrix
+accumulated in float64 over feature chunks (`_rdm_gram`), so a layer never has to fit in
+memory:
 
     G = Σ_chunks X_c X_cᵀ,  s = Σ_chunks X_c·1,  D = number of features
     euclidean   : (G_ii + G_jj - 2 G_ij) / D          (rsatoolbox: squared, per channel)
     correlation : 1 - Gc_ij / sqrt(Gc_ii Gc_jj),  Gc = G - s sᵀ / D   (patterns centred
-                  over features; rows are shifted by their mean over the first chunk first,
-                  which keeps the subtraction accurate when means are large)
+                  over features)
     cosine      : 1 - G_ij / sqrt(G_ii G_jj)          (rsatoolbox has no cosine RDM)
+
+Precision. Each chunk's product X_c X_cᵀ is computed in the input's precision — float32 for
+float32 data, as activation files hold, at twice float64's speed and half its memory — and
+summed in float64. The float32 rounding error of one chunk's sum grows with its length (about
+√k·2⁻²⁴ relative for k features), so the chunk (`chunk_size`, default 4,096 features) bounds
+it; before the product the rows are shifted so that a large mean does not swamp the part of G
+the RDM keeps (correlation: each row by its mean over the first chunk; euclidean: every feature
+by its mean over the first 64 stimuli; both leave the RDM unchanged). The RDM of float32
+input is then within 1e-6 of a float64 computation (euclidean: 1e-6 of its largest
+distance; tests/analysis/test_analysis_rdm_precision.py, benchmarks/bench_rdm.py measure
+~1e-7); float64 input is computed in float64 and matches rsatoolbox to 1e-10.
 """
 
 from __future__ import annotations
@@ -128,18 +139,23 @@ def calc_rdm(
     """One RDM from activations, as rsatoolbox defines it, accumulated over feature chunks.
 
     Matches `rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method=rdm_method)` for
-    'correlation' and 'euclidean' (squared distance / n_features) to float64 rounding;
-    'cosine' is 1 - cosine similarity (scipy's `pdist(x, "cosine")`).
+    'correlation' and 'euclidean' (squared distance / n_features): to float64 rounding for
+    float64 input, within 1e-6 of float64 for float32 input (see the module docstring);
+    'cosine' is 1 - cosine similarity (scipy's `pdist(x, "cosine")`). The data are read once;
+    NaN/infinite values and constant (correlation) or all-zero (cosine) patterns are errors
+    naming the stimuli.
 
     Args:
         x: activations (n_stimuli, n_features, ...) — numpy, torch (any device), or a lazy
             array sliced chunk by chunk (dask, xarray, netCDF4 variable); or an iterable of
-            (n_stimuli, n_chunk) arrays, streamed.
+            (n_stimuli, n_chunk) arrays, streamed; or a file's layer read in stimulus blocks
+            (`streaming.layer_blocks`).
         stimulus_id: (n_stimuli,) unique ids, in the row order of x.
         rdm_method: one of 'correlation', 'cosine', 'euclidean'.
         descriptors: rdm descriptors, one value each, e.g. {'model': 'mae', 'layer': 'block3'}.
-        chunk_size: features per chunk when x is an array.
-        device: torch device for the accumulation (default: x's device if a tensor, else cpu).
+        chunk_size: features per chunk (and per float32 product) when x is an array or blocks.
+        device: where the products run (default: x's device if a tensor, else the CPU); on
+            the CPU they run in numpy, elsewhere in torch.
 
     Returns:
         rsatoolbox.rdm.RDMs with one RDM, pattern_descriptors {'stimulus_id': ids, 'index'},

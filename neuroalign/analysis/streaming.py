@@ -4,7 +4,9 @@ Every stimulus-by-stimulus quantity of the analyses (the n × n Gram matrix behi
 and the decorrelation L) is a sum over features, so it can be accumulated over feature chunks
 that each hold all n stimuli. `feature_chunks` slices any array along its features (numpy,
 torch, xarray/dask, or a netCDF4 variable of any rank); `layer_chunks` does so on one layer of
-an activation file, reading only the chunk it yields.
+an activation file, reading only the chunk it yields. A file is chunked along stimuli, so a
+feature chunk decompresses every disk chunk of the layer: `layer_blocks` reads a layer in
+groups of whole stimuli instead, each disk chunk once, for the RDM's block Gram matrix.
 """
 
 from __future__ import annotations
