@@ -39,14 +39,16 @@ __all__ = [
 
 def _chosen_layers(tree, path, layers: str | Sequence[str] | None) -> list[str]:
     """The layers asked for (one name, a list, or None: every layer of the file); an empty
-    choice is an error, not a silent 'all' or 'none'."""
+    choice is an error, not a silent 'all' or 'none'. ``tree``: the open file, or a list of
+    its layer names."""
+    names = tree if isinstance(tree, list) else layer_names(tree)
     if layers is None:
-        return layer_names(tree)
+        return names
     chosen = [layers] if isinstance(layers, str) else list(layers)
     if not chosen or not all(str(name).strip() for name in chosen):
         raise ValueError(
             f"{path}: the layers chosen ({layers!r}) select no layer; give layer names "
-            f"(the file holds {layer_names(tree)[:10]}) or None for all of them."
+            f"(the file holds {names[:10]}) or None for all of them."
         )
     return chosen
 
@@ -82,13 +84,9 @@ def iter_layer_blocks(path: str | Path, layers: Sequence[str] | None = None,
     stimuli, the file's chunk order, so each disk chunk is decompressed once when the layer
     fits ``max_bytes`` (default ``streaming.LAYER_READ_BYTES``), a bounded number of times
     otherwise."""
-    from neuroalign.analysis.streaming import LAYER_READ_BYTES, layer_blocks
+    from neuroalign.analysis.streaming import LAYER_READ_BYTES, file_layers, layer_blocks
 
-    tree = open_activations(path, chunks=None)
-    try:
-        names = _chosen_layers(tree, path, layers)
-    finally:
-        tree.close()
+    names = _chosen_layers(file_layers(path), path, layers)
     for layer in names:
         yield layer, layer_blocks(path, layer, max_bytes or LAYER_READ_BYTES)
 

@@ -16,7 +16,8 @@ that the RDM subtracts away would otherwise swamp the part it keeps):
 - cosine: no shift (cosine is not shift-invariant).
 
 The data are read once, and nothing else runs over them: a NaN or infinite value makes its
-row's Gram diagonal (or row sum) non-finite, and a constant row has a zero centred diagonal,
+row's Gram diagonal non-finite (so does, in float32, a value whose square overflows, beyond
+~1e19), and a constant row has a zero centred diagonal,
 so both checks read only the n diagonal values.
 """
 
@@ -98,7 +99,8 @@ def _product(a, b):
 
 
 def chunk_gram(chunks: Iterable, method: str, device=None):
-    """(G, s, D) from (n, k) feature chunks: G and s of the shifted data (module docstring).
+    """(G, s, D) from (n, k) feature chunks: G and s of the shifted data (module docstring;
+    s is zero except for correlation).
 
     Raises ValueError for chunks of different numbers of stimuli or no features.
     """
@@ -118,7 +120,8 @@ def chunk_gram(chunks: Iterable, method: str, device=None):
         elif method == "euclidean":
             c = c - _column_shift(c)
         gram += _product(c, c)
-        sums += _row_sums(c)
+        if row_shift is not None:  # only correlation centres with the row sums
+            sums += _row_sums(c)
         n_features += c.shape[1]
     if n_features == 0:
         raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
@@ -160,7 +163,8 @@ def block_gram(blocks, method: str, chunk_size: int):
     for i, rows_i in enumerate(bounds):
         xi = read(i)
         add(rows_i, xi, rows_i, None)
-        sums[rows_i] = _row_sums(xi)
+        if method == "correlation":
+            sums[rows_i] = _row_sums(xi)
         for j in range(i + 1, len(bounds)):
             add(rows_i, xi, bounds[j], read(j))
     upper = np.triu(np.ones((len(bounds), len(bounds)), dtype=bool), 1)

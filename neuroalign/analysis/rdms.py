@@ -86,7 +86,7 @@ def _rdm_from_gram(gram, sums, n_features: int, rdm_method: str, stimulus_id):
     `_rdm_gram`), in place of `gram`; the NaN and degenerate-row checks read its diagonal."""
     lib = np if isinstance(gram, np.ndarray) else _torch()
     diag = lib.diagonal(gram)
-    bad = ~(lib.isfinite(diag) & lib.isfinite(sums))
+    bad = ~lib.isfinite(diag)  # a NaN or inf anywhere in a row reaches its diagonal
     if bool(bad.any()):
         rows = np.flatnonzero(_numpy(bad))
         raise ValueError(
@@ -100,7 +100,7 @@ def _rdm_from_gram(gram, sums, n_features: int, rdm_method: str, stimulus_id):
         gram /= n_features
         return gram
     if rdm_method == "correlation":
-        gram -= lib.outer(sums, sums) / n_features
+        gram -= lib.outer(sums / n_features, sums)
         what = "constant over features (correlation is undefined)"
     else:
         what = "all zero (cosine is undefined)"

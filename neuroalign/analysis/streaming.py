@@ -23,6 +23,7 @@ __all__ = [
     "StimulusBlocks",
     "feature_chunks",
     "feature_slices",
+    "file_layers",
     "is_array",
     "is_chunks",
     "layer_blocks",
@@ -136,24 +137,31 @@ def layer_chunks(path: str | Path, layer: str, chunk_size: int = 4096) -> Iterat
     return _read_chunks(path, group, chunk_size)
 
 
-def _layer_group(path: str | Path, layer: str) -> tuple[Path, str]:
-    """(path, the layer's netCDF group) after checking that both exist."""
-    import netCDF4
-
-    from neuroalign.activations import group_path
+def file_layers(path: str | Path) -> list[str]:
+    """The layers of an activation file (module paths, in file order), from its attributes."""
+    import h5py
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Activation file {path} does not exist.")
-    with netCDF4.Dataset(path, "r") as ds:  # check the layer now, not at the first chunk
-        names = [n for n in str(getattr(ds, "layers", "")).split(",") if n]
+    with h5py.File(path, "r") as f:
+        layers = f.attrs.get("layers", "")
+    layers = layers.decode() if isinstance(layers, bytes) else str(layers)
+    return [n for n in layers.split(",") if n]
+
+
+def _layer_group(path: str | Path, layer: str) -> tuple[Path, str]:
+    """(path, the layer's netCDF group) after checking that both exist."""
+    from neuroalign.activations import group_path
+
+    names = file_layers(path)  # check the layer now, not at the first chunk
     key = str(layer).strip("/")
     by_group = {group_path(n): n for n in names}
     if key not in names and key not in by_group:
         close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
         hint = f" Did you mean {close}?" if close else ""
         raise ValueError(f"No layer {layer!r} in {path}.{hint} It holds {names[:20]}.")
-    return path, group_path(by_group.get(key, key))
+    return Path(path), group_path(by_group.get(key, key))
 
 
 def _read_chunks(path: Path, group: str, chunk_size: int) -> Iterator[np.ndarray]:
@@ -185,18 +193,17 @@ class StimulusBlocks:
     """
 
     def __init__(self, path: Path, group: str, max_bytes: int):
-        import netCDF4
+        import h5py
 
         from neuroalign.activations.reader import layer_read_errors
 
         self.path, self.group = path, group
-        with layer_read_errors(path, group), netCDF4.Dataset(path, "r") as ds:
-            var = ds[group]["activation"]
+        with layer_read_errors(path, group), h5py.File(path, "r") as f:
+            var = f[group]["activation"]
             shape = tuple(int(s) for s in var.shape)
-            chunking = var.chunking()
+            disk_rows = var.chunks[0] if var.chunks else shape[0]
         n, d = shape[0], math.prod(shape[1:])
         self.shape = (n, d)
-        disk_rows = chunking[0] if isinstance(chunking, list) else n
         row_bytes = 4 * max(d, 1)
         rows = n if n * row_bytes <= max_bytes else max_bytes // 2 // row_bytes
         rows = max(disk_rows, rows // disk_rows * disk_rows) if rows < n else n
@@ -204,15 +211,13 @@ class StimulusBlocks:
 
     def read(self, i: int) -> np.ndarray:
         """Group i as a (rows, n_features) float32 array."""
-        import netCDF4
+        import h5py
 
         from neuroalign.activations.reader import layer_read_errors
 
         start, stop = self.bounds[i]
-        with layer_read_errors(self.path, self.group), netCDF4.Dataset(self.path, "r") as ds:
-            var = ds[self.group]["activation"]
-            var.set_auto_mask(False)
-            block = np.asarray(var[start:stop])
+        with layer_read_errors(self.path, self.group), h5py.File(self.path, "r") as f:
+            block = f[self.group]["activation"][start:stop]
         return block.reshape(stop - start, -1)
 
 
