@@ -23,7 +23,6 @@ so both checks read only the n diagonal values.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 
 import numpy as np
@@ -104,16 +103,14 @@ def chunk_gram(chunks: Iterable, method: str, device=None):
 
     Raises ValueError for chunks of different numbers of stimuli or no features.
     """
-    it = (working(c, device) for c in chunks)
-    first = next(it, None)
-    if first is None:
-        raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
-    n = first.shape[0]
-    gram, sums = _zeros(first, n, n), _zeros(first, n)
-    row_shift = _mean(first, 1, keepdims=True) if method == "correlation" else None
+    n = gram = sums = row_shift = None
     n_features = 0
-    for i, c in enumerate(itertools.chain([first], it)):
-        if c.shape[0] != n:
+    for i, c in enumerate(working(c, device) for c in chunks):  # one chunk in memory at a time
+        if n is None:
+            n = c.shape[0]
+            gram, sums = _zeros(c, n, n), _zeros(c, n)
+            row_shift = _mean(c, 1, keepdims=True) if method == "correlation" else None
+        elif c.shape[0] != n:
             raise ValueError(f"feature chunk {i} has {c.shape[0]} stimuli; chunk 0 had {n}")
         if row_shift is not None:
             c = c - row_shift
@@ -123,7 +120,7 @@ def chunk_gram(chunks: Iterable, method: str, device=None):
         if row_shift is not None:  # only correlation centres with the row sums
             sums += _row_sums(c)
         n_features += c.shape[1]
-    if n_features == 0:
+    if n_features == 0 or gram is None:
         raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
     return gram, sums, n_features
 

@@ -100,7 +100,9 @@ def _rdm_from_gram(gram, sums, n_features: int, rdm_method: str, stimulus_id):
         gram /= n_features
         return gram
     if rdm_method == "correlation":
-        gram -= lib.outer(sums / n_features, sums)
+        for start in range(0, len(sums), 256):  # in row blocks: no second n × n matrix
+            part = slice(start, start + 256)
+            gram[part] -= lib.outer(sums[part] / n_features, sums)
         what = "constant over features (correlation is undefined)"
     else:
         what = "all zero (cosine is undefined)"
@@ -171,8 +173,8 @@ def calc_rdm(
     n = gram.shape[0]
     rdm = _rdm_from_gram(gram, sums, n_features, rdm_method, stimulus_id)
     ids = check_ids(stimulus_id, n)
-    iu = np.triu_indices(n, k=1)
-    vector = (rdm if isinstance(rdm, np.ndarray) else rdm.cpu().numpy())[iu]
+    rdm = _numpy(rdm)
+    vector = np.concatenate([rdm[i, i + 1 :] for i in range(n)])  # the upper triangle, by rows
     rdm_descriptors = {k: [v] for k, v in (descriptors or {}).items()}
     return rsatoolbox.rdm.RDMs(
         dissimilarities=vector[None, :],
