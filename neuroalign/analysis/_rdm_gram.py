@@ -131,7 +131,7 @@ def block_gram(blocks, method: str, chunk_size: int):
     `blocks` (a `streaming.StimulusBlocks`) holds the layer in groups of rows; the Gram's block
     G[I, J] = X_I X_Jᵀ is summed over feature chunks of `chunk_size` as in `chunk_gram`. Group
     I is read once for its own block and once for each pair (J, I), J < I; a layer that fits
-    the memory budget is one group, read once.
+    the memory budget is one group, read once. The products run on the CPU, in numpy.
     """
     n, n_features = blocks.shape
     gram, sums = np.zeros((n, n)), np.zeros(n)
@@ -164,7 +164,7 @@ def block_gram(blocks, method: str, chunk_size: int):
             sums[rows_i] = _row_sums(xi)
         for j in range(i + 1, len(bounds)):
             add(rows_i, xi, bounds[j], read(j))
-    upper = np.triu(np.ones((len(bounds), len(bounds)), dtype=bool), 1)
-    for i, j in zip(*np.nonzero(upper), strict=True):
-        gram[bounds[j], bounds[i]] = gram[bounds[i], bounds[j]].T
+    for i, rows_i in enumerate(bounds):  # the lower blocks mirror the upper ones
+        for rows_j in bounds[i + 1 :]:
+            gram[rows_j, rows_i] = gram[rows_i, rows_j].T
     return gram, sums, n_features

@@ -157,7 +157,7 @@ def calc_rdm(
         descriptors: rdm descriptors, one value each, e.g. {'model': 'mae', 'layer': 'block3'}.
         chunk_size: features per chunk (and per float32 product) when x is an array or blocks.
         device: where the products run (default: x's device if a tensor, else the CPU); on
-            the CPU they run in numpy, elsewhere in torch.
+            the CPU they run in numpy, elsewhere in torch (a file's stimulus blocks: the CPU).
 
     Returns:
         rsatoolbox.rdm.RDMs with one RDM, pattern_descriptors {'stimulus_id': ids, 'index'},
