@@ -1,7 +1,7 @@
 """RDM speed and precision: ``neuroalign.analysis.calc_rdm`` vs rsatoolbox on float32 activations.
 
-For 'correlation' and 'euclidean' at 2,000 × 20,000 float32 (quick: 1,000 × 8,000) random
-activations with some shared structure and a large mean (where centring matters):
+For 'correlation' and 'euclidean' at 2,000 × 20,000 float32 (quick: 2,000 × 10,000) random
+activations with some shared structure and a large mean (where centring matters)
 ``calc_rdm(x, ids, method)`` (float32 products per 4,096-feature chunk summed in float64)
 against ``rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method=method)`` in the same
 run, alternating the two, median of --repeats (rsatoolbox's slow correlation RDM: once). The precision is the largest difference from a
@@ -68,7 +68,7 @@ def alternate(fns: dict, repeats: int, once: tuple = ()) -> dict:
 
 
 def results(quick: bool = False, repeats: int = 3) -> list[Row]:
-    n, d = (1000, 8000) if quick else (2000, 20000)
+    n, d = (2000, 10000) if quick else (2000, 20000)
     x = activations(n, d)
     ids = [f"s{i}" for i in range(n)]
     rows = []
@@ -81,7 +81,7 @@ def results(quick: bool = False, repeats: int = 3) -> list[Row]:
                     rsatoolbox.data.Dataset(x), method=m
                 ).get_vectors()[0],
             },
-            1 if quick else repeats,
+            repeats,
             once=("rsatoolbox",) if method == "correlation" else (),  # a minute on 2 cores
         )
         reference = float64_rdm(x, method)
