@@ -5,8 +5,8 @@ uncompressed, chunked by batch as `ActivationWriter` does), then, in a fresh pro
 the layer's correlation RDM with ``calc_rdm(layer_chunks(path, layer, chunk_size), ...)`` (and
 with --decorrelation its decorrelation L / participation ratio with
 ``decorrelation(layer_chunks(...))``, two n x n Gram matrices: twice the work); the chunk size
-is chosen so that one chunk's working copies (float32 read, float64 and torch copies) fit the
-budget. Reports the peak resident memory (``resource.getrusage``, ru_maxrss) above the
+is chosen so that one chunk's working copies (the float32 read and its shifted float32 copy)
+fit the budget. Reports the peak resident memory (``resource.getrusage``, ru_maxrss) above the
 baseline after imports, the peak of Python/numpy allocations (``tracemalloc``) and their ratio
 to the layer's size in the file. Finally checks the streamed RDM on the first 200 stimuli
 against rsatoolbox computed in memory (float64).
@@ -35,7 +35,7 @@ import numpy as np
 
 LAYER = "encoder.block9"
 SIDE = 20  # feature maps are SIDE x SIDE
-BYTES_PER_FEATURE_VALUE = 32  # float32 read + float64 copy + torch float64 copy + centred copy
+BYTES_PER_FEATURE_VALUE = 16  # float32 read + shifted float32 copy, and room for h5py's buffers
 
 
 def write_file(path: Path, n: int, channels: int, batch: int = 100) -> float:

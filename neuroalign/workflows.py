@@ -21,6 +21,7 @@ from neuroalign.variable_attrs import add_variable_attrs
 __all__ = [
     "decorrelation_from_file",
     "format_table",
+    "iter_layer_blocks",
     "iter_layer_chunks",
     "iter_layers",
     "layer_rdms_from_file",
@@ -38,14 +39,16 @@ __all__ = [
 
 def _chosen_layers(tree, path, layers: str | Sequence[str] | None) -> list[str]:
     """The layers asked for (one name, a list, or None: every layer of the file); an empty
-    choice is an error, not a silent 'all' or 'none'."""
+    choice is an error, not a silent 'all' or 'none'. ``tree``: the open file, or a list of
+    its layer names."""
+    names = tree if isinstance(tree, list) else layer_names(tree)
     if layers is None:
-        return layer_names(tree)
+        return names
     chosen = [layers] if isinstance(layers, str) else list(layers)
     if not chosen or not all(str(name).strip() for name in chosen):
         raise ValueError(
             f"{path}: the layers chosen ({layers!r}) select no layer; give layer names "
-            f"(the file holds {layer_names(tree)[:10]}) or None for all of them."
+            f"(the file holds {names[:10]}) or None for all of them."
         )
     return chosen
 
@@ -73,6 +76,19 @@ def iter_layer_chunks(path: str | Path, layers: Sequence[str] | None = None, chu
         tree.close()
     for layer in names:
         yield layer, layer_chunks(path, layer, chunk_size)
+
+
+def iter_layer_blocks(path: str | Path, layers: Sequence[str] | None = None,
+                      max_bytes: int | None = None):
+    """(layer, `analysis.streaming.StimulusBlocks`) for each layer: read in groups of whole
+    stimuli, the file's chunk order, so each disk chunk is decompressed once when the layer
+    fits ``max_bytes`` (default ``streaming.LAYER_READ_BYTES``), a bounded number of times
+    otherwise."""
+    from neuroalign.analysis.streaming import LAYER_READ_BYTES, file_layers, layer_blocks
+
+    names = _chosen_layers(file_layers(path), path, layers)
+    for layer in names:
+        yield layer, layer_blocks(path, layer, max_bytes or LAYER_READ_BYTES)
 
 
 def stimulus_coords(path: str | Path) -> xr.Dataset:
@@ -178,9 +194,9 @@ def rsa_from_file(
 ) -> xr.Dataset:
     """RSA of every layer of an activation file against brain RDMs, with the noise ceiling.
 
-    Stimuli are matched by ``stimulus_id``, not by position. Layers are streamed from the
-    file ``chunk_size`` features at a time, so a layer never has to fit in memory; each layer's
-    RDM is computed once. ``pool_sessions`` ('rdms' or 'similarities') says how a subject's
+    Stimuli are matched by ``stimulus_id``, not by position. Layers are read in blocks of
+    whole stimuli (`iter_layer_blocks`), so a layer never has to fit in memory and each disk
+    chunk is decompressed once when it does; each layer's RDM is computed once. ``pool_sessions`` ('rdms' or 'similarities') says how a subject's
     sessions are pooled, ``resample`` ('stimuli', 'subjects', 'both') what the bootstrap
     resamples. With ``test`` ('bootstrap' or 'ttest') every pair of layers is also tested
     (``analysis.difference_test``, with ``n_boot`` or 1000 resamples): its variables are added
@@ -219,11 +235,13 @@ ONE_RDM = "one RDM: no SEM or noise ceiling (both need several subjects)"
 
 def layer_rdms_from_file(path, layers=None, *, rdm_method: str = "correlation",
                          chunk_size: int = 4096, descriptors=None):
-    """One rsatoolbox RDM per layer of an activation file (rdm descriptor ``layer``)."""
+    """One rsatoolbox RDM per layer of an activation file (rdm descriptor ``layer``), each
+    layer read in stimulus blocks (`iter_layer_blocks`); ``chunk_size`` is the number of
+    features per product (see `analysis.calc_rdm`)."""
     from neuroalign.analysis.rdms import calc_rdms
 
     ids = stimulus_coords(path)["stimulus_id"].values
-    return calc_rdms(iter_layer_chunks(path, layers, chunk_size), ids, rdm_method,
+    return calc_rdms(iter_layer_blocks(path, layers), ids, rdm_method,
                      descriptors=descriptors, chunk_size=chunk_size)
 
 

@@ -2,26 +2,37 @@
 
 RDMs are `rsatoolbox.rdm.RDMs` with the pattern descriptor `stimulus_id`, so model and brain
 RDMs are matched by stimulus name, never by position alone. Dissimilarities follow rsatoolbox
-(Nili et al. 2014, rsatoolbox.readthedocs.io) and are computed with torch in float64 from the
-n × n Gram matrix accumulated over feature chunks, so a layer never has to fit in memory:
+(Nili et al. 2014, rsatoolbox.readthedocs.io) and are computed from the n × n Gram matrix
+accumulated in float64 over feature chunks (`_rdm_gram`), so a layer never has to fit in
+memory:
 
     G = Σ_chunks X_c X_cᵀ,  s = Σ_chunks X_c·1,  D = number of features
     euclidean   : (G_ii + G_jj - 2 G_ij) / D          (rsatoolbox: squared, per channel)
     correlation : 1 - Gc_ij / sqrt(Gc_ii Gc_jj),  Gc = G - s sᵀ / D   (patterns centred
-                  over features; rows are shifted by their mean over the first chunk first,
-                  which keeps the subtraction accurate when means are large)
+                  over features)
     cosine      : 1 - G_ij / sqrt(G_ii G_jj)          (rsatoolbox has no cosine RDM)
+
+Precision. Each chunk's product X_c X_cᵀ is computed in the input's precision — float32 for
+float32 data, as activation files hold, at twice float64's speed and half its memory — and
+summed in float64. The float32 rounding error of one chunk's sum grows with its length (about
+√k·2⁻²⁴ relative for k features), so the chunk (`chunk_size`, default 4,096 features) bounds
+it; before the product the rows are shifted so that a large mean does not swamp the part of G
+the RDM keeps (correlation: each row by its mean over the first chunk; euclidean: every feature
+by its mean over the first 64 stimuli; both leave the RDM unchanged). The RDM of float32
+input is then within 1e-6 of a float64 computation (euclidean: 1e-6 of its largest
+distance; tests/analysis/test_analysis_rdm_precision.py, benchmarks/bench_rdm.py measure
+~1e-7); float64 input is computed in float64 and matches rsatoolbox to 1e-10.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import rsatoolbox
 
-from neuroalign.analysis.streaming import feature_chunks
+from neuroalign.analysis._rdm_gram import block_gram, chunk_gram
+from neuroalign.analysis.streaming import StimulusBlocks, feature_chunks
 
 __all__ = [
     "RDM_METHODS",
@@ -63,6 +74,62 @@ def check_ids(stimulus_id, n: int | None = None, *, name: str = "stimulus_id") -
     return ids
 
 
+def _row_names(stimulus_id, rows) -> list:
+    """The ids of `rows` for an error message (the row numbers if the ids do not fit)."""
+    ids = np.asarray(stimulus_id).astype(str)
+    rows = np.asarray(rows)
+    return (ids[rows] if ids.ndim == 1 and ids.size > rows.max(initial=-1) else rows).tolist()[:20]
+
+
+def _rdm_from_gram(gram, sums, n_features: int, rdm_method: str, stimulus_id):
+    """The n × n RDM from the shifted Gram matrix, row sums and feature count (see
+    `_rdm_gram`), in place of `gram`; the NaN and degenerate-row checks read its diagonal."""
+    lib = np if isinstance(gram, np.ndarray) else _torch()
+    diag = lib.diagonal(gram)
+    bad = ~lib.isfinite(diag)  # a NaN or inf anywhere in a row reaches its diagonal
+    if bool(bad.any()):
+        rows = np.flatnonzero(_numpy(bad))
+        raise ValueError(
+            f"activations hold NaN/infinite values for stimuli {_row_names(stimulus_id, rows)}"
+        )
+    if rdm_method == "euclidean":
+        sq = diag.clone() if lib is not np else diag.copy()
+        gram *= -2.0
+        gram += sq[:, None]
+        gram += sq[None, :]
+        gram /= n_features
+        return gram
+    if rdm_method == "correlation":
+        for start in range(0, len(sums), 256):  # in row blocks: no second n × n matrix
+            part = slice(start, start + 256)
+            gram[part] -= lib.outer(sums[part] / n_features, sums)
+        what = "constant over features (correlation is undefined)"
+    else:
+        what = "all zero (cosine is undefined)"
+    degenerate = _numpy(~(diag > 0))
+    if degenerate.any():
+        raise ValueError(
+            f"the activation patterns of stimuli "
+            f"{_row_names(stimulus_id, np.flatnonzero(degenerate))} are {what}"
+        )
+    norm = lib.sqrt(diag)
+    gram /= norm[:, None]
+    gram /= norm[None, :]
+    gram *= -1.0
+    gram += 1.0
+    return gram
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _numpy(a) -> np.ndarray:
+    return a if isinstance(a, np.ndarray) else a.cpu().numpy()
+
+
 def calc_rdm(
     x,
     stimulus_id,
@@ -74,83 +141,40 @@ def calc_rdm(
     """One RDM from activations, as rsatoolbox defines it, accumulated over feature chunks.
 
     Matches `rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method=rdm_method)` for
-    'correlation' and 'euclidean' (squared distance / n_features) to float64 rounding;
-    'cosine' is 1 - cosine similarity (scipy's `pdist(x, "cosine")`).
+    'correlation' and 'euclidean' (squared distance / n_features): to float64 rounding for
+    float64 input, within 1e-6 of float64 for float32 input (see the module docstring);
+    'cosine' is 1 - cosine similarity (scipy's `pdist(x, "cosine")`). The data are read once;
+    NaN/infinite values and constant (correlation) or all-zero (cosine) patterns are errors
+    naming the stimuli.
 
     Args:
         x: activations (n_stimuli, n_features, ...) — numpy, torch (any device), or a lazy
             array sliced chunk by chunk (dask, xarray, netCDF4 variable); or an iterable of
-            (n_stimuli, n_chunk) arrays, streamed.
+            (n_stimuli, n_chunk) arrays, streamed; or a file's layer read in stimulus blocks
+            (`streaming.layer_blocks`).
         stimulus_id: (n_stimuli,) unique ids, in the row order of x.
         rdm_method: one of 'correlation', 'cosine', 'euclidean'.
         descriptors: rdm descriptors, one value each, e.g. {'model': 'mae', 'layer': 'block3'}.
-        chunk_size: features per chunk when x is an array.
-        device: torch device for the accumulation (default: x's device if a tensor, else cpu).
+        chunk_size: features per chunk (and per float32 product) when x is an array or blocks.
+        device: where the products run (default: x's device if a tensor, else the CPU); on
+            the CPU they run in numpy, elsewhere in torch (a file's stimulus blocks: the CPU).
 
     Returns:
         rsatoolbox.rdm.RDMs with one RDM, pattern_descriptors {'stimulus_id': ids, 'index'},
         rdm_descriptors from `descriptors`, dissimilarity_measure set.
     """
-    import torch
-
     check_choice("rdm_method", rdm_method, RDM_METHODS)
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-    if device is None:
-        device = x.device if hasattr(x, "device") and hasattr(x, "detach") else "cpu"
-    f64 = torch.float64
-
-    def as_matrix(chunk) -> torch.Tensor:
-        c = chunk if hasattr(chunk, "detach") else torch.from_numpy(np.asarray(chunk))
-        return c.to(device=device, dtype=f64).reshape(c.shape[0], -1)
-
-    chunks = map(as_matrix, feature_chunks(x, chunk_size))
-    first = next(chunks, None)
-    if first is None:
-        raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
-    n = first.shape[0]
-    gram = torch.zeros(n, n, dtype=f64, device=device)
-    sums = torch.zeros(n, dtype=f64, device=device)
-    lo, hi = first.amin(dim=1), first.amax(dim=1)
-    shift = first.mean(dim=1, keepdim=True) if rdm_method == "correlation" else 0.0
-    n_features = 0
-    for i, c in enumerate(itertools.chain([first], chunks)):
-        if c.shape[0] != n:
-            raise ValueError(f"feature chunk {i} has {c.shape[0]} stimuli; chunk 0 had {n}")
-        if not bool(torch.isfinite(c).all()):
-            bad = (~torch.isfinite(c)).any(dim=1).nonzero().flatten().cpu().numpy()
-            ids = np.asarray(stimulus_id).astype(str)[bad] if len(stimulus_id) == n else bad
-            raise ValueError(
-                f"activations hold NaN/infinite values for stimuli {ids.tolist()[:20]}"
-            )
-        lo, hi = torch.minimum(lo, c.amin(dim=1)), torch.maximum(hi, c.amax(dim=1))
-        c = c - shift
-        gram.addmm_(c, c.T)
-        sums += c.sum(dim=1)
-        n_features += c.shape[1]
-    if n_features == 0:
-        raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
-    ids = check_ids(stimulus_id, n)
-
-    if rdm_method == "euclidean":
-        sq = torch.diagonal(gram)
-        rdm = (sq[:, None] + sq[None, :] - 2 * gram) / n_features
+    if isinstance(x, StimulusBlocks):
+        gram, sums, n_features = block_gram(x, rdm_method, int(chunk_size))
     else:
-        if rdm_method == "correlation":
-            gram = gram - torch.outer(sums, sums) / n_features
-            degenerate = (lo == hi).cpu().numpy()
-            what = "constant over features (correlation is undefined)"
-        else:
-            degenerate = ((lo == 0) & (hi == 0)).cpu().numpy()
-            what = "all zero (cosine is undefined)"
-        if degenerate.any():
-            raise ValueError(
-                f"the activation patterns of stimuli {ids[degenerate].tolist()[:20]} are {what}"
-            )
-        norm = torch.sqrt(torch.diagonal(gram))
-        rdm = 1 - gram / torch.outer(norm, norm)
-    iu = np.triu_indices(n, k=1)
-    vector = rdm.cpu().numpy()[iu]
+        gram, sums, n_features = chunk_gram(feature_chunks(x, chunk_size), rdm_method, device)
+    n = gram.shape[0]
+    rdm = _rdm_from_gram(gram, sums, n_features, rdm_method, stimulus_id)
+    ids = check_ids(stimulus_id, n)
+    rdm = _numpy(rdm)
+    vector = np.concatenate([rdm[i, i + 1 :] for i in range(n)])  # the upper triangle, by rows
     rdm_descriptors = {k: [v] for k, v in (descriptors or {}).items()}
     return rsatoolbox.rdm.RDMs(
         dissimilarities=vector[None, :],

@@ -4,7 +4,9 @@ Every stimulus-by-stimulus quantity of the analyses (the n × n Gram matrix behi
 and the decorrelation L) is a sum over features, so it can be accumulated over feature chunks
 that each hold all n stimuli. `feature_chunks` slices any array along its features (numpy,
 torch, xarray/dask, or a netCDF4 variable of any rank); `layer_chunks` does so on one layer of
-an activation file, reading only the chunk it yields.
+an activation file, reading only the chunk it yields. A file is chunked along stimuli, so a
+feature chunk decompresses every disk chunk of the layer: `layer_blocks` reads a layer in
+groups of whole stimuli instead, each disk chunk once, for the RDM's block Gram matrix.
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["feature_chunks", "feature_slices", "is_array", "is_chunks", "layer_chunks"]
+__all__ = [
+    "LAYER_READ_BYTES",
+    "StimulusBlocks",
+    "feature_chunks",
+    "feature_slices",
+    "file_layers",
+    "is_array",
+    "is_chunks",
+    "layer_blocks",
+    "layer_chunks",
+]
 
 
 def is_array(x) -> bool:
@@ -105,7 +117,7 @@ def feature_chunks(x, chunk_size: int = 4096) -> Iterator:
 
 
 def layer_chunks(path: str | Path, layer: str, chunk_size: int = 4096) -> Iterator[np.ndarray]:
-    """Feature chunks of one layer of an activation file, read straight from the netCDF variable.
+    """Feature chunks of one layer of an activation file, read straight from its HDF5 dataset.
 
     Only the selected block is read from disk (a compressed file decompresses whole HDF5
     chunks — one batch of stimuli, all features — per read, so uncompressed files stream
@@ -119,32 +131,105 @@ def layer_chunks(path: str | Path, layer: str, chunk_size: int = 4096) -> Iterat
     Yields:
         (n_stimuli, chunk) float32 arrays, features in the order of `activations.flatten`.
     """
-    import netCDF4
+    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    path, group = _layer_group(path, layer)
+    return _read_chunks(path, group, chunk_size)
 
-    from neuroalign.activations import group_path
+
+def file_layers(path: str | Path) -> list[str]:
+    """The layers of an activation file (module paths, in file order), from its attributes."""
+    import h5py
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Activation file {path} does not exist.")
-    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-    with netCDF4.Dataset(path, "r") as ds:  # check the layer now, not at the first chunk
-        names = [n for n in str(getattr(ds, "layers", "")).split(",") if n]
+    with h5py.File(path, "r") as f:
+        layers = f.attrs.get("layers", "")
+    layers = layers.decode() if isinstance(layers, bytes) else str(layers)
+    return [n for n in layers.split(",") if n]
+
+
+def _layer_group(path: str | Path, layer: str) -> tuple[Path, str]:
+    """(path, the layer's netCDF group) after checking that both exist."""
+    from neuroalign.activations import group_path
+
+    names = file_layers(path)  # check the layer now, not at the first chunk
     key = str(layer).strip("/")
     by_group = {group_path(n): n for n in names}
     if key not in names and key not in by_group:
         close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
         hint = f" Did you mean {close}?" if close else ""
         raise ValueError(f"No layer {layer!r} in {path}.{hint} It holds {names[:20]}.")
-    return _read_chunks(path, group_path(by_group.get(key, key)), chunk_size)
+    return Path(path), group_path(by_group.get(key, key))
 
 
 def _read_chunks(path: Path, group: str, chunk_size: int) -> Iterator[np.ndarray]:
-    import netCDF4
+    import h5py
 
     from neuroalign.activations.reader import layer_read_errors
 
-    with layer_read_errors(path, group), netCDF4.Dataset(path, "r") as ds:
-        var = ds[group]["activation"]
-        var.set_auto_mask(False)
-        yield from feature_chunks(var, chunk_size)
+    # h5py: reads a selection into one new array (netCDF4 allocates about twice as much)
+    with layer_read_errors(path, group), h5py.File(path, "r") as f:
+        yield from feature_chunks(f[group]["activation"], chunk_size)
+
+
+#: the most a layer read in stimulus blocks holds in memory at once (two groups of rows)
+LAYER_READ_BYTES = 512 * 2**20
+
+
+class StimulusBlocks:
+    """One layer of an activation file, read in groups of whole stimuli (rows, all features).
+
+    The file is chunked along `presentation` (a batch of stimuli × all features per HDF5
+    chunk), so reading whole rows decompresses each disk chunk once, where reading feature
+    chunks decompresses every disk chunk once per feature chunk. Groups are whole disk chunks,
+    as many as fit half of `max_bytes` (all the layer when it fits `max_bytes`).
+
+    Attributes:
+        shape: (n_stimuli, n_features).
+        bounds: [(start, stop)] rows of each group.
+    """
+
+    def __init__(self, path: Path, group: str, max_bytes: int):
+        import h5py
+
+        from neuroalign.activations.reader import layer_read_errors
+
+        self.path, self.group = path, group
+        with layer_read_errors(path, group), h5py.File(path, "r") as f:
+            var = f[group]["activation"]
+            shape = tuple(int(s) for s in var.shape)
+            disk_rows = var.chunks[0] if var.chunks else shape[0]
+        n, d = shape[0], math.prod(shape[1:])
+        self.shape = (n, d)
+        row_bytes = 4 * max(d, 1)
+        rows = n if n * row_bytes <= max_bytes else max_bytes // 2 // row_bytes
+        rows = max(disk_rows, rows // disk_rows * disk_rows) if rows < n else n
+        self.bounds = [(a, min(a + rows, n)) for a in range(0, n, max(rows, 1))]
+
+    def read(self, i: int) -> np.ndarray:
+        """Group i as a (rows, n_features) float32 array."""
+        import h5py
+
+        from neuroalign.activations.reader import layer_read_errors
+
+        start, stop = self.bounds[i]
+        with layer_read_errors(self.path, self.group), h5py.File(self.path, "r") as f:
+            block = f[self.group]["activation"][start:stop]
+        return block.reshape(stop - start, -1)
+
+
+def layer_blocks(path: str | Path, layer: str, max_bytes: int = LAYER_READ_BYTES) -> StimulusBlocks:
+    """One layer of an activation file to be read in groups of stimuli (`StimulusBlocks`), the
+    file's own chunk order: `calc_rdm` computes its Gram matrix block by block.
+
+    Args:
+        path: activation file (neuroalign.activations layout).
+        layer: module path (`encoder.block3`) or group path (`encoder/block3`).
+        max_bytes: memory for the layer's rows at once: the whole layer when it fits, else two
+            groups of rows (then each group is read once per other group, in pairs).
+    """
+    if not isinstance(max_bytes, int | np.integer) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive integer; got {max_bytes!r}")
+    return StimulusBlocks(*_layer_group(path, layer), int(max_bytes))
