@@ -12,19 +12,20 @@ images, with no crop augmentation in either.
   log every 10 steps (a ``.item()`` sync and a CSV row) and the latent decorrelation L every
   20, and a checkpoint at the end.
 
-What is compared is the loop's steady rate: each side is timed for N and for 2N steps (N a
-multiple of 20, so both windows hold the same share of log and decorrelation steps), each run
-whole (a fresh model; for neuroalign a resumed ``pretrain`` call: model, optimiser, checkpoint
-load, log file, final checkpoint), and the rate is N × batch / (t(2N) − t(N)): the per-call
-costs cancel. They are reported beside it (t(N) − N × the per-step time), since a short run
-pays them once. Both sides alternate, --repeats times; medians.
+What is compared is the loop's rate: images/s over windows of 10 steps (neuroalign's own
+log.csv rows, which its loop times; the plain loop times the same windows), median over the
+windows of --repeats runs a side, the two sides alternating. A window holds every step's work
+(for neuroalign the log row and, every other window, the decorrelation); what a call does
+outside its steps (building the model, the final checkpoint) is reported beside it, since a
+short run pays it once.
 
-    python benchmarks/bench_pretrain.py [--steps 20] [--batch-size 32] [--repeats 3] [--threads 0]
+    python benchmarks/bench_pretrain.py [--steps 40] [--batch-size 32] [--repeats 3] [--threads 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 import statistics
@@ -50,8 +51,12 @@ def smooth_images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     return (x * 255).to(torch.uint8)
 
 
-def plain_loop(images: torch.Tensor, steps: int, batch_size: int) -> float:
-    """Seconds of a hand-written masked-autoencoder run of ``steps`` steps, model built."""
+WINDOW = 10  # steps per timed window: neuroalign's log_every
+
+
+def plain_loop(images: torch.Tensor, steps: int, batch_size: int) -> tuple[float, list[float]]:
+    """(seconds of the whole run, model built; images/s of each window of 10 steps) of a
+    hand-written masked-autoencoder loop."""
     t0 = time.perf_counter()
     torch.manual_seed(0)
     model = create_model("conv_mae")
@@ -61,6 +66,7 @@ def plain_loop(images: torch.Tensor, steps: int, batch_size: int) -> float:
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     hidden = ((yy - size // 2) ** 2 + (xx - size // 2) ** 2 > radius**2).view(1, 1, size, size)
     order = torch.randperm(len(images))
+    rates, tick = [], time.perf_counter()
     for step in range(steps):
         idx = order[(step * batch_size) % (len(images) - batch_size + 1):][:batch_size]
         x = images[idx].float() / 255
@@ -71,40 +77,46 @@ def plain_loop(images: torch.Tensor, steps: int, batch_size: int) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return time.perf_counter() - t0
+        if (step + 1) % WINDOW == 0:
+            now = time.perf_counter()
+            rates.append(WINDOW * batch_size / (now - tick))
+            tick = now
+    return time.perf_counter() - t0, rates
 
 
 def _config(images: torch.Tensor, steps: int, batch_size: int) -> PretrainConfig:
     return PretrainConfig(model="conv_mae", image_size=images.shape[-1], masking="periphery",
                           mask_ratio=0.8, fill="mean", loss_region="hidden",
                           random_resized_crop=False, lr=1e-3, weight_decay=1e-8,
-                          batch_size=batch_size, steps=steps, log_every=10,
-                          decorrelation_every=20, checkpoint_every=0, device="cpu")
+                          batch_size=batch_size, steps=steps, log_every=WINDOW,
+                          decorrelation_every=2 * WINDOW, checkpoint_every=0, device="cpu")
 
 
-def neuroalign_loop(images: torch.Tensor, steps: int, batch_size: int) -> float:
-    """Seconds of a ``pretrain`` call resumed at step 1 running ``steps`` steps (the first
-    step, in its own call, is the warm-up)."""
-    cfg = _config(images, steps + 1, batch_size)
+def neuroalign_loop(images: torch.Tensor, steps: int, batch_size: int) -> tuple[float, list[float]]:
+    """(seconds of the whole ``pretrain`` call, model built, checkpoint saved; images/s of each
+    window of 10 steps, as its log.csv records them: the loop's own clock, every step's work
+    including the log row and the decorrelation, none of the call's setup)."""
+    cfg = _config(images, steps, batch_size)
     with tempfile.TemporaryDirectory() as out:
-        pretrain(cfg, out, images=images, progress=False, stop_at=1)
         t0 = time.perf_counter()
-        pretrain(cfg, out, images=images, progress=False, resume=True)
-        return time.perf_counter() - t0
+        pretrain(cfg, out, images=images, progress=False)
+        seconds = time.perf_counter() - t0
+        with open(Path(out) / "log.csv", newline="") as f:
+            rates = [float(row["images_per_s"]) for row in csv.DictReader(f)]
+    return seconds, rates
 
 
 def measure(steps: int, batch_size: int, repeats: int) -> dict[str, float]:
-    """Median steady rates (images/s) and per-call costs (s) of both loops; see the module
-    docstring."""
+    """Median window rates (images/s) of both loops and their median per-call costs (whole
+    run minus its windows, s); the two run alternately, ``repeats`` times."""
     images = smooth_images(max(10 * batch_size, 320))
     plain_loop(images, 2, batch_size)  # warm-up (thread pools, allocator)
     runs: dict[str, list[float]] = {"plain": [], "ours": [], "plain_fixed": [], "ours_fixed": []}
     for _ in range(repeats):
         for name, fn in (("plain", plain_loop), ("ours", neuroalign_loop)):
-            short, long = fn(images, steps, batch_size), fn(images, 2 * steps, batch_size)
-            per_step = max(long - short, 1e-9) / steps
-            runs[name].append(batch_size / per_step)
-            runs[f"{name}_fixed"].append(short - steps * per_step)
+            seconds, rates = fn(images, steps, batch_size)
+            runs[name] += rates
+            runs[f"{name}_fixed"].append(seconds - sum(WINDOW * batch_size / r for r in rates))
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
@@ -113,13 +125,14 @@ def results(quick: bool = False) -> list[Row]:
     load = os.getloadavg()[0]
     m = measure(steps, batch_size, repeats)
     notes = (
-        f"steady rate, t(2N) - t(N) with N = {steps} steps, median of {repeats}; load "
-        f"{load:.1f} -> {os.getloadavg()[0]:.1f}; {torch.get_num_threads()} torch threads. "
-        "Both: conv_mae 32 px, periphery mask 0.8, mean fill, hidden-pixel MSE, Adam. "
-        "neuroalign also: per-step reseeding, view assembly, loss log every 10 steps, "
-        "decorrelation L every 20, final checkpoint; the plain loop none of these. "
-        f"Per-call cost besides the steps: neuroalign {m['ours_fixed']:.2f} s (model, "
-        f"checkpoint load and save, log), plain {m['plain_fixed']:.2f} s (model)"
+        f"median images/s over windows of {WINDOW} steps ({steps} steps a run, {repeats} "
+        f"run(s) a side, alternating); load {load:.1f} -> {os.getloadavg()[0]:.1f}; "
+        f"{torch.get_num_threads()} torch threads. Both: conv_mae 32 px, periphery mask 0.8, "
+        "mean fill, hidden-pixel MSE, Adam. neuroalign's windows (its log.csv) also hold the "
+        "per-step reseeding, seeded batch order, view assembly, a log row every 10 steps and "
+        "the decorrelation L every 20; the plain loop does none of these. Per-call cost "
+        f"outside the windows: neuroalign {m['ours_fixed']:.2f} s (model, optimiser, log "
+        f"file, final checkpoint), plain {m['plain_fixed']:.2f} s (model, optimiser)"
     )
     return [throughput(f"pretraining loop, conv_mae 32 px, batch {batch_size}, CPU",
                        m["ours"], m["plain"], "plain PyTorch loop", "images/s", 0.95, notes)]
@@ -127,7 +140,7 @@ def results(quick: bool = False) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -140,7 +153,7 @@ def main() -> None:
             print(row)
         return
     m = measure(args.steps, args.batch_size, args.repeats)
-    print(f"conv_mae, 32 px, batch {args.batch_size}, N = {args.steps} steps, "
+    print(f"conv_mae, 32 px, batch {args.batch_size}, {args.steps} steps a run, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}, load "
           f"{os.getloadavg()[0]:.1f}")
     print(f"plain loop      : {m['plain']:8.1f} images/s   per-call cost {m['plain_fixed']:.2f} s")
