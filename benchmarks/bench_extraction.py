@@ -13,7 +13,12 @@ Timed:
                 level 1); on CPU also zlib with the three steps overlapped in threads (the
                 accelerator default) instead of run in turn.
 Each is the best of --repeats rounds (all variants run in turn in each round, each writing a
-new file); ratios are against ``bare``; images/s are of each variant.
+new file: in $NEUROALIGN_BENCH_DIR, else /dev/shm, see ``scratch_dir``); ratios are
+against ``bare``; images/s are of each variant. The floor printed below them is ``bare``
+plus the time to shuffle and deflate every chunk of the file on one thread per core
+(``encode_seconds``): what the default format costs whatever the writer does around it.
+``results(quick)`` gives the table rows: extract with zlib against bare for conv_mae-96 and
+resnet18-64 (256 and 512 images when quick).
 
 Memory (--memory): peak RSS growth while extracting CIFAR-10 (NEUROALIGN_DATA) through every
 encoder block of conv_mae at 32 px, batch 256, for one batch, 1,000 and 10,000 images, each in
@@ -23,6 +28,7 @@ mmap threshold. The extraction holds at most two batches of activations, so the 
 not depend on the number of images.
 
     python benchmarks/bench_extraction.py [--configs resnet18-64 vit_b_16] [--repeats 3]
+    python benchmarks/bench_extraction.py --quick        # the table rows, small sizes
     NEUROALIGN_DATA=/path python benchmarks/bench_extraction.py --memory-only
 """
 
@@ -37,15 +43,22 @@ import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 
+from neuroalign.activations import codec
 from neuroalign.data.stimuli import StimulusSet
 from neuroalign.extraction import extract, image_transform
+from neuroalign.extraction.hooks import Runner
+from neuroalign.extraction.layers import resolve_layers
 from neuroalign.models import create_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import Row, overhead, timed  # noqa: E402
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 RESNET_STAGES = ["layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
@@ -80,9 +93,41 @@ def timed_interleaved(fns: dict, repeats: int) -> dict[str, float]:
     return {name: min(ts) for name, ts in times.items()}
 
 
-def speed(args, config: str, device: str) -> None:
+def scratch_dir() -> str | None:
+    """Where the files are written: $NEUROALIGN_BENCH_DIR, else /dev/shm (tmpfs) when there is
+    one, else the system's temporary folder. A RAM file system measures the writer without
+    the disk, whose speed belongs to the machine (and, shared, to whoever else writes)."""
+    given = os.environ.get("NEUROALIGN_BENCH_DIR")
+    if given:
+        return given
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def encode_seconds(model, names, x, repeats: int = 3) -> float:
+    """Seconds to shuffle and deflate one batch's activations as the writer does (its chunks,
+    codec.encode_chunk at level 1, on a pool of one thread per core): the part of the writer
+    no choice of threads or copies removes while the format stays HDF5's shuffle + deflate."""
+    runner = Runner(model, names, True, None, "all", x.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        arrays = {k: v.copy() for k, v in runner.arrays(runner.features(x)).items()}
+    runner.close()
+    pieces = []
+    for values in arrays.values():
+        rows = codec.chunk_length(len(values), 4 * values[0].size)
+        pieces += [values[i : i + rows] for i in range(0, len(values), rows)]
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        seconds, _ = timed(lambda: list(pool.map(lambda p: codec.encode_chunk(p, 1), pieces)),
+                           repeats)
+    return seconds
+
+
+def speed(config: str, device: str, repeats: int, n: int | None = None, variants=None,
+          floor: bool = False) -> tuple[dict[str, float], dict, int]:
+    """(best seconds per variant, file MiB per compression, n images) of one config."""
     torch.manual_seed(0)
-    model, size, layers, n, batch, (mean, std) = make_config(config)
+    model, size, layers, n_default, batch, (mean, std) = make_config(config)
+    n = n or n_default
     model = model.to(device).eval()
     rng = np.random.default_rng(0)
     stimuli = StimulusSet(
@@ -117,7 +162,7 @@ def speed(args, config: str, device: str) -> None:
 
     counter = itertools.count()
     sizes = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
 
         def run(compression, overlap=None):
             def go():
@@ -133,24 +178,62 @@ def speed(args, config: str, device: str) -> None:
             return go
 
         bare()  # warm-up
-        variants = {
+        everything = {
             "bare": bare,
             "bare+load": bare_load,
             "extract, uncompressed": run(None),
             "extract, zlib": run("zlib"),
         }
         if device == "cpu":
-            variants["extract, zlib, overlapped"] = run("zlib", overlap=True)
-        results = timed_interleaved(variants, args.repeats)
+            everything["extract, zlib, overlapped"] = run("zlib", overlap=True)
+        chosen = {k: v for k, v in everything.items() if variants is None or k in variants}
+        results = timed_interleaved(chosen, repeats)
+    if floor:
+        names = resolve_layers(model, layers)
+        results["encode"] = encode_seconds(model, names, batches[0]) * len(batches)
+    return results, sizes, n
 
+
+def print_speed(args, config: str, device: str) -> None:
+    results, sizes, n = speed(config, device, args.repeats, floor=True)
+    _, size, _, _, batch, _ = make_config(config)
     print(
         f"{config}: {n} images at {size} px, batch {batch}, {device}, torch threads "
-        f"{torch.get_num_threads()}, best of {args.repeats}; file "
+        f"{torch.get_num_threads()}, best of {args.repeats}, load {os.getloadavg()[0]:.1f}; file "
         + ", ".join(f"{k or 'uncompressed'} {v:.1f} MiB" for k, v in sizes.items())
     )
+    encode = results.pop("encode")
     for name, seconds in results.items():
         print(f"  {name:26s} {seconds:7.2f} s   x{seconds / results['bare']:5.2f} bare   "
               f"{n / seconds:7.1f} images/s")
+    print(f"  {'floor: bare + encode':26s} {results['bare'] + encode:7.2f} s   "
+          f"x{1 + encode / results['bare']:5.2f} bare   (shuffle + deflate of every chunk on "
+          f"{os.cpu_count()} threads: {encode:.2f} s)")
+
+
+#: config -> (target of ours / bare, images in the quick form)
+TARGETS = {"conv_mae-96": (1.2, 256), "resnet18-64": (1.15, 512)}
+
+
+def results(quick: bool = False) -> list[Row]:
+    """One row per target config: extract (zlib, the default) / bare forward, best of rounds."""
+    rows = []
+    for config, (target, quick_n) in TARGETS.items():
+        load = os.getloadavg()[0]
+        repeats = 2 if quick else 3
+        times, sizes, n = speed(config, "cpu", repeats, quick_n if quick else None,
+                                variants=("bare", "extract, zlib"), floor=True)
+        _, size, _, _, batch, _ = make_config(config)
+        floor = 1 + times["encode"] / times["bare"]
+        rows.append(overhead(
+            f"extraction, {config} ({n} images, batch {batch}, all layers of the config)",
+            times["extract, zlib"], times["bare"], "bare no-grad forward", target,
+            f"float32, zlib level 1 (shuffle + ISA-L deflate), file {sizes['zlib']:.0f} MiB "
+            f"written to {scratch_dir() or tempfile.gettempdir()}; "
+            f"best of {repeats}, {torch.get_num_threads()} torch threads, load {load:.1f} -> "
+            f"{os.getloadavg()[0]:.1f}; floor x{floor:.2f} = bare + shuffle/deflate of every "
+            f"chunk on {os.cpu_count()} threads ({times['encode']:.2f} s)"))
+    return rows
 
 
 MEMORY_CHILD = r"""
@@ -226,12 +309,17 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="also measure peak memory")
     parser.add_argument("--memory-only", action="store_true", help="only measure peak memory")
     parser.add_argument("--mem-batch", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="only the quick table rows")
     args = parser.parse_args()
+    if args.quick:
+        for row in results(quick=True):
+            print(row)
+        return
     if not args.memory_only:
         for config in args.configs:
-            speed(args, config, "cpu")
+            print_speed(args, config, "cpu")
             if torch.cuda.is_available():
-                speed(args, config, "cuda")
+                print_speed(args, config, "cuda")
     if args.memory or args.memory_only:
         memory(args)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -81,8 +82,17 @@ def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.nd
         raise ValueError(f"batch_size {batch_size} is larger than the {n_images} training images.")
     per_epoch = n_images // batch_size
     epoch, position = divmod(step, per_epoch)
+    order = _epoch_order(n_images, seed, epoch)
+    return order[position * batch_size : (position + 1) * batch_size].copy()
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n_images: int, seed: int, epoch: int) -> np.ndarray:
+    """The epoch's seeded permutation, drawn once per epoch instead of once per step (a
+    permutation of 100,000 images costs ~1 ms; the result is the same); read-only."""
     order = np.random.default_rng([seed, epoch]).permutation(n_images)
-    return order[position * batch_size : (position + 1) * batch_size]
+    order.flags.writeable = False
+    return order
 
 
 def prepare_batch(images_uint8: torch.Tensor, config: PretrainConfig, step: int, device) -> MIMBatch:

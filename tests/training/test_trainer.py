@@ -68,6 +68,16 @@ def test_batches_walk_each_epoch_once():
     assert not np.array_equal(batch_indices(50, 10, 1, 0), batch_indices(50, 10, 1, 5))
 
 
+def test_batches_are_the_seeded_epoch_permutation_whatever_the_caller_does_with_them():
+    # the epoch's permutation is cached: a batch is a copy, and equals a fresh draw
+    first = batch_indices(50, 10, seed=3, step=7)  # epoch 1, position 2
+    first[:] = -1
+    expected = np.random.default_rng([3, 1]).permutation(50)[20:30]
+    assert np.array_equal(batch_indices(50, 10, seed=3, step=7), expected)
+    assert np.array_equal(batch_indices(50, 10, seed=4, step=7),
+                          np.random.default_rng([4, 1]).permutation(50)[20:30])
+
+
 def test_prepare_batch_masks_the_input_not_the_target():
     images = smooth_images(32)
     cfg = tiny_config(random_resized_crop=False, mask_ratio=0.8)
