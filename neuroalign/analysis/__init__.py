@@ -26,6 +26,12 @@ from neuroalign.analysis.decorrelation import (
 from neuroalign.analysis.partitioning import commonality, r_squared, variance_partitioning
 from neuroalign.analysis.probes import LinearProbe, SklearnProbe, layerwise_probe
 from neuroalign.analysis.rdms import RDM_METHODS, calc_rdm, calc_rdms, match_stimuli
+from neuroalign.analysis.reliability import (
+    ncsnr,
+    ncsnr_ceiling,
+    noise_ceilings,
+    split_half_reliability,
+)
 from neuroalign.analysis.rsa import (
     COMPARE_METHODS,
     POOL_SESSIONS,
@@ -68,7 +74,10 @@ __all__ = [
     "layerwise_rsa",
     "linear_cka",
     "match_stimuli",
+    "ncsnr",
+    "ncsnr_ceiling",
     "noise_ceiling",
+    "noise_ceilings",
     "participation_ratio",
     "plot_layerwise_metric",
     "plot_layerwise_rsa",
@@ -78,6 +87,7 @@ __all__ = [
     "pool_subjects",
     "r_squared",
     "rsa_matrix",
+    "split_half_reliability",
     "variance_partitioning",
 ]
 
