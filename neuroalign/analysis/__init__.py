@@ -23,6 +23,7 @@ from neuroalign.analysis.decorrelation import (
     layerwise_decorrelation,
     participation_ratio,
 )
+from neuroalign.analysis.encoding import RidgeEncoder, layerwise_encoding
 from neuroalign.analysis.partitioning import commonality, r_squared, variance_partitioning
 from neuroalign.analysis.probes import LinearProbe, SklearnProbe, layerwise_probe
 from neuroalign.analysis.rdms import RDM_METHODS, calc_rdm, calc_rdms, match_stimuli
@@ -52,6 +53,7 @@ __all__ = [
     "RESAMPLE",
     "TESTS",
     "LinearProbe",
+    "RidgeEncoder",
     "SklearnProbe",
     "bootstrap_decorrelation",
     "bootstrap_rsa",
@@ -70,6 +72,7 @@ __all__ = [
     "gram",
     "layer_chunks",
     "layerwise_decorrelation",
+    "layerwise_encoding",
     "layerwise_probe",
     "layerwise_rsa",
     "linear_cka",
