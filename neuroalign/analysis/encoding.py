@@ -127,7 +127,10 @@ class RidgeEncoder(BaseEstimator):
                 model = RidgeCV(alphas=alphas, fit_intercept=True, cv=cv,
                                 solver_params={"warn": False})
             model.fit(x.astype(dtype, copy=False), y.astype(dtype, copy=False))
-            self.best_alphas_ = np.asarray(backend.to_numpy(model.best_alphas_), dtype=np.float64)
+            best = np.asarray(backend.to_numpy(model.best_alphas_), dtype=np.float64)
+            # himalaya hands back the grid values up to rounding: report the grid's own
+            nearest = np.abs(np.log(best)[:, None] - np.log(alphas)[None, :]).argmin(axis=1)
+            self.best_alphas_ = alphas[nearest]
             intercept = np.asarray(backend.to_numpy(model.intercept_), dtype=np.float64)
             if kernel:  # the primal weights of a linear kernel: X_train' dual_coef
                 dual = np.asarray(backend.to_numpy(model.dual_coef_), dtype=np.float64)
