@@ -22,7 +22,7 @@ def files(tmp_path_factory):
     trials[::5, :, 5] = np.nan  # missing repeats
     responses = write_assembly(make_assembly(trials, IDS, region="V4"), root / "responses.nc")
     perm = rng.permutation(N)
-    layers = {"good": latent @ rng.normal(size=(8, 30)) + 0.1 * rng.normal(size=(N, 30)),
+    layers = {"good": latent @ rng.normal(size=(8, 16)) + 0.1 * rng.normal(size=(N, 16)),
               "noise": rng.normal(size=(N, 90))}
     acts = root / "acts.nc"
     with ActivationWriter(acts) as writer:
@@ -47,7 +47,7 @@ def test_encode_writes_results_and_figure(files, tmp_path, capsys):
     assert set(np.unique(ds["alpha"].values)) <= {0.1, 1, 10, 100}
     assert float(ds["r"].sel(layer="good").median()) > 0.8
     assert abs(float(ds["r"].sel(layer="noise").median())) < 0.4
-    assert list(ds["solver"].values) == ["primal", "kernel"]  # 30 and 90 features, 45 stimuli
+    assert list(ds["solver"].values) == ["primal", "kernel"]  # 16 and 90 features, 45 stimuli
     assert figure.is_file() and figure.with_suffix(".svg").is_file()
 
 
