@@ -223,10 +223,7 @@ def read_assembly(
                     f"{names or 'none'}. Name it with variable=..."
                 )
             da = ds[variable or names[0]].load()
-        try:
-            return check_assembly(da, str(path))
-        except ValueError as err:
-            raise ValueError(str(err)) from err
+        return check_assembly(da, str(path))
     if path.suffix.lower() not in ARRAY_SUFFIXES:
         raise ValueError(
             f"{path}: responses are read from .nc or {', '.join(ARRAY_SUFFIXES)} files"
