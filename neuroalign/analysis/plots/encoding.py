@@ -52,5 +52,5 @@ def plot_layerwise_encoding(ds: xr.Dataset, out: str | Path, title: str = "") ->
     ax.axhline(0.0, color="0.7", lw=0.8)
     ax.set_ylabel("held-out r")
     ax.set_title(title or f"encoding ({ds.sizes['neuroid']} neuroids, {ds.attrs.get('folds')}-fold)")
-    ax.legend(fontsize=8, frameon=False, loc="best")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(fig, out)
