@@ -33,6 +33,7 @@ setup(
         "torch>=2.1,<3",
         "torchvision>=0.16",
         "rsatoolbox>=0.2",
+        "himalaya>=0.4",  # the encoding models' ridge solvers (primal and kernel, numpy or torch)
         "scikit-learn>=1.8",  # LogisticRegressionCV(use_legacy_attributes=...) is new in 1.8
         "tomli>=1.1; python_version < '3.11'",  # recipes are TOML; tomllib from 3.11 on
         "xarray>=2024.10",  # DataTree lives in xarray from 2024.10 on

@@ -23,9 +23,16 @@ from neuroalign.analysis.decorrelation import (
     layerwise_decorrelation,
     participation_ratio,
 )
+from neuroalign.analysis.encoding import RidgeEncoder, layerwise_encoding
 from neuroalign.analysis.partitioning import commonality, r_squared, variance_partitioning
 from neuroalign.analysis.probes import LinearProbe, SklearnProbe, layerwise_probe
 from neuroalign.analysis.rdms import RDM_METHODS, calc_rdm, calc_rdms, match_stimuli
+from neuroalign.analysis.reliability import (
+    ncsnr,
+    ncsnr_ceiling,
+    noise_ceilings,
+    split_half_reliability,
+)
 from neuroalign.analysis.rsa import (
     COMPARE_METHODS,
     POOL_SESSIONS,
@@ -46,6 +53,7 @@ __all__ = [
     "RESAMPLE",
     "TESTS",
     "LinearProbe",
+    "RidgeEncoder",
     "SklearnProbe",
     "bootstrap_decorrelation",
     "bootstrap_rsa",
@@ -64,11 +72,15 @@ __all__ = [
     "gram",
     "layer_chunks",
     "layerwise_decorrelation",
+    "layerwise_encoding",
     "layerwise_probe",
     "layerwise_rsa",
     "linear_cka",
     "match_stimuli",
+    "ncsnr",
+    "ncsnr_ceiling",
     "noise_ceiling",
+    "noise_ceilings",
     "participation_ratio",
     "plot_layerwise_metric",
     "plot_layerwise_rsa",
@@ -78,6 +90,7 @@ __all__ = [
     "pool_subjects",
     "r_squared",
     "rsa_matrix",
+    "split_half_reliability",
     "variance_partitioning",
 ]
 

@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 
-from neuroalign.cli import analyses, extraction, training
+from neuroalign.cli import analyses, encoding, extraction, training
 
 __all__ = ["build_parser", "main"]
 
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="sub-commands", metavar="COMMAND", required=True)
     for add in (training.add_demo, training.add_pretrain, extraction.add_extract,
                 extraction.add_layers, analyses.add_decorrelation, analyses.add_probe,
-                analyses.add_rsa, analyses.add_compare_models, analyses.add_partition):
+                analyses.add_rsa, analyses.add_compare_models, analyses.add_partition,
+                encoding.add_encode):
         add(sub)
     return parser
 

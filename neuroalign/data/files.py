@@ -31,6 +31,10 @@ _NET2BRAIN_78 = (
     "https://raw.githubusercontent.com/cvai-roig-lab/Net2Brain/"
     "b59ed47dc88e3c120e43f5726ede126e902843e8/net2brain/tests/data/"
 )
+_COWLEY_V4 = (
+    "https://raw.githubusercontent.com/cowleygroup/V4_compact_models/"
+    "f4552ad9d34a466ebc66658f72a08a8e5038f1cf/data_V4_responses/"
+)
 _U2NETP = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx"
 _CIFAR10_PYTHON = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
@@ -58,6 +62,11 @@ b27cc1c7f87428516fabb4a67e0c1aafe3e6a7de4667e35b5b141e3582e53900  algonauts78/fm
 ba71b9da469a0642b511b82cb7e817f919872cb21e6b3681ebca2fc4bdd50bf3  cifar10_jpeg.tar.gz
 6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce  cifar-10-python.tar.gz
 309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8  u2net/u2netp.onnx
+4008dbbf31a47d9b1b8d8da609f4a7a3433c7071f0e45c611c220b217dd75b76  cowley_v4/responses_raw/responses_210325.npy
+555e67037182611969ab90da291dcc39601de4411f651a64ad60e90572cf59d3  cowley_v4/responses_repeat_averaged/responses_210325.npy
+f729f3dc0d29aa38bd380c0da9e39aba916f9e2580949929b65d1714e7217a8a  cowley_v4/responses_repeat_averaged/responses_201025.npy
+992774eca3508a2ad01accb1a31f5f3e3d90248c49f4eec314f2a915a263e454  cowley_v4/images/images_210325.zip
+3abb63679107665eab7220bdeaf7863832a1df943bf3d7792501f5082a55b2e8  cowley_v4/images/images_201025.zip
 813ceb5e2796c2a35cb6247b34d76ca44c034e174543d9e08cbc829f56ba0c20  cichy92/images/image_01.jpg
 7f082b758c40ed87464ea007ed453011c4a0f4738ba59d82b689786be62834af  cichy92/images/image_02.jpg
 1c80b55ff6b167fa6b7e7496a3586f0351607c42daeeab2cfe5dd560e576896f  cichy92/images/image_03.jpg
@@ -244,6 +253,8 @@ def _url_for(relpath: str) -> str | None:
         if name.startswith("images/"):
             return _NET2BRAIN_78 + "stimuli_data/" + name.removeprefix("images/")
         return _NET2BRAIN_78 + "brain_data/" + name
+    if folder == "cowley_v4":
+        return _COWLEY_V4 + name
     if relpath == "u2net/u2netp.onnx":
         return _U2NETP
     if relpath == "cifar-10-python.tar.gz":

@@ -10,6 +10,10 @@ are returned as recorded, one per subject and session; the analyses pool a subje
 
 To add a data set: write a loader in :mod:`neuroalign.data.brain` (its files in
 :data:`neuroalign.data.files.FILES`) and add a line to :data:`BRAIN_DATA`.
+
+Response-level data (neurons or voxels, with their repeats) are in :data:`RESPONSE_DATA`:
+name -> (loader of an assembly, description), read by :func:`load_brain_responses` (encoding
+models, noise ceilings); each also has a :data:`BRAIN_DATA` entry of its repeat-averaged RDMs.
 """
 
 from __future__ import annotations
@@ -20,15 +24,48 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from neuroalign.data import brain
+import xarray as xr
 
-__all__ = ["BRAIN_DATA", "BrainData", "brain_description", "load_brain_rdms"]
+from neuroalign.data import brain, cowley
+
+__all__ = [
+    "BRAIN_DATA",
+    "RESPONSE_DATA",
+    "BrainData",
+    "ResponseData",
+    "brain_description",
+    "load_brain_rdms",
+    "load_brain_responses",
+]
 
 
 class BrainData(NamedTuple):
     loader: Callable
     subject: str | None  # the rdm descriptor naming the subject, or None: each RDM a subject
     description: str  # in words, without the number of subjects (counted from the RDMs)
+
+
+class ResponseData(NamedTuple):
+    loader: Callable[[], xr.DataArray]  # an assembly (presentation, neuroid[, repetition])
+    description: str
+
+
+#: Response assemblies by name.
+RESPONSE_DATA: dict[str, ResponseData] = {
+    "cowley-v4": ResponseData(
+        lambda: cowley.load_cowley_v4("210325"),
+        "macaque V4 spike counts, 640 images, trial level, Cowley et al. 2023"),
+    "cowley-v4-natural": ResponseData(
+        lambda: cowley.load_cowley_v4("201025"),
+        "macaque V4 spike counts, 1,200 natural images, repeat-averaged, Cowley et al. 2023"),
+}
+
+
+def _response_rdms(name: str):
+    from neuroalign.data.assemblies import average_repetitions
+    from neuroalign.data.responses import responses_to_rdms
+
+    return responses_to_rdms(average_repetitions(RESPONSE_DATA[name].loader()), name=name)
 
 
 #: Brain RDMs by name.
@@ -51,6 +88,11 @@ BRAIN_DATA: dict[str, BrainData] = {
     "algonauts-evc": BrainData(
         lambda: brain.load_algonauts("EVC"), "subject",
         "human early visual cortex fMRI, Algonauts 2019 (78 scenes)"),
+    **{
+        name: BrainData(
+            lambda name=name: _response_rdms(name), "subject", entry.description + " (RDMs)")
+        for name, entry in RESPONSE_DATA.items()
+    },
 }
 
 
@@ -89,3 +131,25 @@ def load_brain_rdms(name: str):
             "coord)." + (f" Did you mean {close[0]!r}?" if close else "")
         )
     return rdms, "subject" if "subject" in rdms.rdm_descriptors else None
+
+
+def load_brain_responses(name: str, stimulus_id=None) -> xr.DataArray:
+    """The assembly of a registered response data set (:data:`RESPONSE_DATA`) or a file.
+
+    Args:
+        name: a registered name, or a responses file (see
+            :func:`neuroalign.data.assemblies.read_assembly`).
+        stimulus_id: an array file's stimulus ids (a sequence or a text file, one id a line).
+    """
+    from neuroalign.data.assemblies import read_assembly
+
+    if name in RESPONSE_DATA:
+        return RESPONSE_DATA[name].loader()
+    if Path(name).suffix or os.path.sep in name:
+        return read_assembly(name, stimulus_id)
+    close = difflib.get_close_matches(name, list(RESPONSE_DATA), n=3, cutoff=0.4)
+    raise ValueError(
+        f"Unknown response data {name!r}; valid names: {', '.join(RESPONSE_DATA)}, or a "
+        "responses file (.nc, .npy, .npz, .mat, .h5)."
+        + (f" Did you mean {close[0]!r}?" if close else "")
+    )

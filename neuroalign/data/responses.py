@@ -124,7 +124,8 @@ def responses_to_rdms(
             rdms.append(calc_rdm(values[:, keep], unique, rdm_method, descriptors))
         except ValueError as err:
             raise ValueError(f"{name}, {what}: {err}") from err
-    out = rsatoolbox.rdm.concat(rdms)
+    # rsatoolbox's concat of a single RDMs drops its rdm descriptors
+    out = rdms[0] if len(rdms) == 1 else rsatoolbox.rdm.concat(rdms)
     out.descriptors = {**out.descriptors, "name": name}
     return out
 

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.io
 
 from neuroalign.data.cifar import load_cifar10
+from neuroalign.data.cowley import load_cowley_v4_images
 from neuroalign.data.files import fetch
 from neuroalign.data.stimuli import StimulusSet
 
@@ -140,6 +141,8 @@ STIMULUS_SETS: dict[str, Callable[[], StimulusSet]] = {
     "kriegeskorte92": load_kriegeskorte92,
     "cichy92": load_cichy92,
     "algonauts78": load_algonauts78,
+    "cowley-v4": lambda: load_cowley_v4_images("210325"),
+    "cowley-v4-natural": lambda: load_cowley_v4_images("201025"),
     "cifar10-train": lambda: load_cifar10("train"),
     "cifar10-test": lambda: load_cifar10("test"),
 }

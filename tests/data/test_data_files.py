@@ -146,7 +146,7 @@ def test_unknown_file_suggests_close_name():
 
 
 def test_registry_entries():
-    assert len(FILES) == 4 + 2 + 92 + 2 + 78 + 3
+    assert len(FILES) == 4 + 2 + 92 + 2 + 78 + 3 + 5  # … + Cowley V4 (3 responses, 2 zips)
     for n in range(1, 93):
         assert f"cichy92/images/image_{n:02d}.jpg" in FILES
     for n in range(1, 79):
@@ -155,6 +155,7 @@ def test_registry_entries():
         "f1f83cadb7243492a1aae7460466e0f0140b20ac",
         "71daf8d3ddd6d8020bf19bb4b2e24bd94c5b457f",
         "b59ed47dc88e3c120e43f5726ede126e902843e8",
+        "f4552ad9d34a466ebc66658f72a08a8e5038f1cf",
     )
     for relpath, (url, sha) in FILES.items():
         assert re.fullmatch(r"[0-9a-f]{64}", sha), relpath

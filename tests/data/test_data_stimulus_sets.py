@@ -43,6 +43,8 @@ def test_unknown_set_suggests():
         "kriegeskorte92",
         "cichy92",
         "algonauts78",
+        "cowley-v4",
+        "cowley-v4-natural",
         "cifar10-train",
         "cifar10-test",
     }

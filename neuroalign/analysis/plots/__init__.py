@@ -6,6 +6,7 @@ used, so no display is needed.
 """
 
 
+from neuroalign.analysis.plots.encoding import plot_layerwise_encoding
 from neuroalign.analysis.plots.figures import save_figure
 from neuroalign.analysis.plots.layerwise import (
     plot_layerwise_metric,
@@ -16,6 +17,7 @@ from neuroalign.analysis.plots.matrices import plot_partitioning, plot_rsa_matri
 from neuroalign.analysis.plots.rdm import plot_rdm
 
 __all__ = [
+    "plot_layerwise_encoding",
     "plot_layerwise_metric",
     "plot_layerwise_panels",
     "plot_layerwise_rsa",

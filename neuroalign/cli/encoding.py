@@ -1,0 +1,68 @@
+"""``neuroalign encode``: cross-validated ridge from each layer to each neuroid's responses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_encode"]
+
+
+def add_encode(sub):
+    from neuroalign.data.registry import RESPONSE_DATA
+
+    p = sub.add_parser(
+        "encode", help="encoding models: ridge from each layer to neuron/voxel responses",
+        description="Fit, per neuroid, a ridge regression from each layer's activations to the "
+        "repeat-averaged responses (one penalty per neuroid from an inner K-fold; himalaya's "
+        "primal or kernel solver by shape), scored on held-out stimuli of an outer K-fold: "
+        "Pearson r, R² and, with repetitions, noise-corrected values (split-half and NCSNR "
+        "ceilings). Stimuli are matched by stimulus_id.")
+    p.add_argument("activations", type=Path, help="activation file (.nc)")
+    p.add_argument("--brain", default="cowley-v4",
+                   help=f"responses: {', '.join(RESPONSE_DATA)}, or a responses netCDF "
+                        "(presentation × neuroid [× repetition]); default cowley-v4")
+    p.add_argument("--layers", nargs="+", help="layers to fit (default: all in the file)")
+    p.add_argument("--folds", type=int, default=5, help="outer folds over stimuli (default 5)")
+    p.add_argument("--alphas", type=float, nargs="+",
+                   help="ridge penalties (default 25 values log-spaced from 1e-2 to 1e10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and ceiling splits")
+    p.add_argument("--device", default=None,
+                   help="torch device for himalaya's torch backend (cpu, cuda, auto); default: "
+                        "numpy in float64")
+    p.add_argument("--out", type=Path, help="write the results dataset to this netCDF file")
+    p.add_argument("--figure", type=Path,
+                   help="write the layerwise median score figure (PNG; an SVG beside it)")
+    p.set_defaults(run=_run_encode)
+
+
+def _run_encode(args):
+    from neuroalign import workflows
+    from neuroalign.encoding_files import encoding_from_file
+
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else None
+    if args.alphas is not None and any(a <= 0 for a in args.alphas):
+        raise ValueError(f"--alphas must be positive; got {args.alphas}")
+    ds = encoding_from_file(args.activations, args.brain, args.layers, folds=args.folds,
+                            alphas=None if args.alphas is None else np.asarray(args.alphas),
+                            seed=args.seed, device=device, out=args.out)
+    summary = ds[["r", "r2"] + (["r_corrected"] if "r_corrected" in ds else [])].median("neuroid")
+    print("median over neuroids")
+    print(workflows.format_table(summary, list(summary.data_vars)))
+    if "split_half_reliability" in ds:
+        print(f"median split-half reliability {float(ds.split_half_reliability.median()):.3f}, "
+              f"NCSNR ceiling {float(ds.ncsnr_ceiling.median()):.1f}%")
+    else:
+        print(f"{args.brain}: {ds.attrs['noise_ceiling']}")
+    if args.out:
+        print(f"results: {args.out}")
+    if args.figure:
+        from neuroalign.analysis.plots.encoding import plot_layerwise_encoding
+
+        for path in plot_layerwise_encoding(ds, args.figure, title=f"{args.brain}"):
+            print(f"figure: {path}")
