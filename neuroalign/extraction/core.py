@@ -66,7 +66,9 @@ def extract(
     afterwards). SIGINT (Ctrl-C) or SIGTERM (in the main thread) ends the run after the batch
     being written: the ``<out>.partial`` keeps every complete batch, and
     :class:`~neuroalign.interrupts.Interrupted` is raised (``resume=True`` continues). Before
-    a file of more than 1 GB (uncompressed), one line with ``progress`` says its size. A module that runs several times in one forward pass (a shared ReLU) keeps its
+    a file of more than 1 GB (uncompressed), one line with ``progress`` says its size. After the first batch each forward pass ends once the last chosen
+    layer has run (an autoencoder's decoder or a classifier head after it is skipped), unless
+    a chosen module runs several times in one pass. A module that runs several times in one forward pass (a shared ReLU) keeps its
     last output, with a warning. The file is written to ``<out>.partial`` and renamed
     when complete (see :class:`neuroalign.activations.ActivationWriter`). Loading, the forward
     pass and compression/writing overlap in three threads on an accelerator (``overlap``); at

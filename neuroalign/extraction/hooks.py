@@ -82,8 +82,16 @@ def pick_element(name: str, output, key: int | str | None):
     return output
 
 
+class LastLayerReached(Exception):
+    """Raised by the hook of the last chosen layer to end the forward pass there."""
+
+
 class Recorder:
     """Forward hooks that keep a pooled copy of each chosen module's latest output.
+
+    With ``stop_after`` set, the hook of that layer ends the forward pass once it has
+    recorded (`LastLayerReached`): the modules after it (an autoencoder's decoder, a
+    classifier head) do not run.
 
     The copy is taken when the module returns, so a later in-place operation (an in-place
     ReLU after a conv) cannot change it. Copies go into buffers allocated on the first batch
@@ -102,6 +110,8 @@ class Recorder:
         self.elements: dict[str, str] = {}
         self.outputs: dict[str, torch.Tensor] = {}
         self.calls: dict[str, int] = {}
+        self.order: list[str] = []  # the layers in the order they ran in this batch
+        self.stop_after: str | None = None
         self._buffers: list[dict[str, torch.Tensor]] = [{} for _ in range(slots)]
         self._slot = 0
         self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in layers]
@@ -121,6 +131,9 @@ class Recorder:
                 )
             self.outputs[name] = self._keep(name, pool(output, self.pooling))
             self.calls[name] = self.calls.get(name, 0) + 1
+            self.order.append(name)
+            if name == self.stop_after:
+                raise LastLayerReached
 
         return hook
 
@@ -143,6 +156,7 @@ class Recorder:
         """Forget the last outputs; this batch's copies go to the next set of buffers."""
         self.outputs.clear()
         self.calls.clear()
+        self.order.clear()
         self._slot = (self._slot + 1) % len(self._buffers)
 
     def remove(self) -> None:
@@ -198,6 +212,15 @@ def _layer_outputs(recorder: Recorder, names: list[str], lenient: bool, warned: 
     return names, {name: recorder.outputs[name] for name in names}
 
 
+def _last_layer(recorder: Recorder, names: list[str]) -> str | None:
+    """The layer after which later forward passes can stop: the last one to run in a full
+    pass, provided every chosen layer ran exactly once (a module that runs again later, a
+    shared ReLU, must see the whole pass to keep its last output)."""
+    if not names or any(recorder.calls.get(n) != 1 for n in names):
+        return None
+    return recorder.order[-1]
+
+
 class Runner:
     """The model with its hooks and the per-layer options: one batch in, arrays out."""
 
@@ -216,8 +239,13 @@ class Runner:
         next (two slots) or the next one (one slot)."""
         self.recorder.start_batch()
         with torch.inference_mode():
-            self.model(x.to(self.device, non_blocking=True))
+            try:
+                self.model(x.to(self.device, non_blocking=True))
+            except LastLayerReached:
+                pass
             names, outputs = _layer_outputs(self.recorder, self.names, self.lenient, self.warned)
+        if self.recorder.stop_after is None:
+            self.recorder.stop_after = _last_layer(self.recorder, names)
         self.names, self.lenient = names, False
         return {name: select_tokens(out, self.tokens, self.token_layout)
                 for name, out in outputs.items()}

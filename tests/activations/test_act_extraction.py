@@ -403,6 +403,35 @@ def test_model_default_layers_match_forward_intermediates(tmp_path, stimuli):
     tree.close()
 
 
+def test_forward_stops_after_the_last_layer(tmp_path, stimuli):
+    """After the first batch, the modules after the last chosen layer (the decoder) do not
+    run; a layer that runs twice in a pass (a shared module) keeps the whole pass."""
+    from neuroalign.models import create_model
+
+    model = create_model("conv_mae_tiny", seed=0)
+    decoder_calls = []
+    model.decoder.blocks.register_forward_hook(lambda *args: decoder_calls.append(1))
+    transform = image_transform(32)
+    extract(model, stimuli, None, tmp_path / "a.nc", transform=transform, batch_size=4,
+            progress=False)
+    assert -(-N // 4) > 1 and len(decoder_calls) == 1  # the first batch only
+
+    shared = nn.ReLU()
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), shared, nn.Conv2d(2, 2, 3), shared, nn.Flatten())
+    after = []
+    net[4].register_forward_hook(lambda *args: after.append(1))
+    with pytest.warns(RuntimeWarning, match="several times"):
+        path = extract(net, stimuli, ["1"], tmp_path / "b.nc", transform=transform, batch_size=4,
+                       progress=False)
+    assert len(after) == -(-N // 4)  # every batch ran through to the end
+    x = torch.stack([transform[0](stimuli.image(i)) for i in range(N)])
+    with torch.no_grad():
+        expected = torch.relu(net[2](torch.relu(net[0](x))))  # the shared ReLU's last output
+    tree = open_activations(path)
+    np.testing.assert_allclose(layer_activation(tree, "1").values, expected.numpy(), atol=1e-6)
+    tree.close()
+
+
 @pytest.mark.parametrize("name", ["vit_mae_tiny", "latent_mim_tiny"])
 def test_vit_blocks_match_forward_intermediates(tmp_path, stimuli, name):
     """A ViT: every encoder block's (presentation, token, feature) output, exactly."""
