@@ -2,8 +2,10 @@
 stimulus id, fit and score (:func:`neuroalign.analysis.encoding.layerwise_encoding`), write.
 
 The file-level wrapper of the encoding analysis, beside :mod:`neuroalign.workflows`' wrappers
-of the others. Layers are read into memory one at a time, as float64 (a streamed dual form
-over feature chunks is not here yet).
+of the others. A layer with more features than stimuli is read as its n × n linear kernel,
+accumulated over stimulus blocks in float32 products
+(:func:`neuroalign.analysis.encoding_kernels.layer_kernel`) and fitted in the dual form; a
+smaller layer is read into memory whole, as float64.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def encoding_from_file(
     device: str | None = None,
     n_splits: int = 100,
     out: str | Path | None = None,
+    stream_kernels: bool | None = None,
 ) -> xr.Dataset:
     """Cross-validated encoding scores of an activation file's layers for brain responses.
 
@@ -37,6 +40,8 @@ def encoding_from_file(
         layers: layer names (default: every layer in the file).
         folds, alphas, seed, device, n_splits: as :func:`layerwise_encoding`.
         out: write the results to this netCDF file (through a temporary name).
+        stream_kernels: read layers as streamed linear kernels (True), whole (False), or the
+            first when a layer has more features than stimuli (None).
 
     Returns:
         The Dataset of :func:`layerwise_encoding`, with attributes ``activations`` and
@@ -49,6 +54,8 @@ def encoding_from_file(
     from neuroalign.activations import flatten, open_activations
     from neuroalign.activations.reader import layer_names
     from neuroalign.analysis.encoding import layerwise_encoding
+    from neuroalign.analysis.encoding_kernels import LinearKernel, layer_kernel
+    from neuroalign.analysis.streaming import layer_blocks
     from neuroalign.data.registry import load_brain_responses
 
     responses = load_brain_responses(brain)
@@ -57,9 +64,13 @@ def encoding_from_file(
         names = layer_names(tree) if layers is None else (
             [layers] if isinstance(layers, str) else list(layers))
         ids = np.asarray(tree["stimulus_id"].values).astype(str)
-        activations = {
-            name: np.asarray(flatten(tree, name).values, dtype=np.float64) for name in names
-        }
+        activations: dict[str, np.ndarray | LinearKernel] = {}
+        for name in names:
+            n_features = layer_blocks(path, name).shape[1]
+            if stream_kernels or (stream_kernels is None and n_features > len(ids)):
+                activations[name] = layer_kernel(path, name)
+            else:
+                activations[name] = np.asarray(flatten(tree, name).values, dtype=np.float64)
     finally:
         tree.close()
     ds = layerwise_encoding(activations, responses, stimulus_id=ids, folds=folds, alphas=alphas,

@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import KFold
+
+if TYPE_CHECKING:
+    from neuroalign.analysis.encoding_kernels import LinearKernel
 
 __all__ = ["ALPHAS", "SOLVERS", "RidgeEncoder", "encoding_folds", "layerwise_encoding", "pearson_r"]
 
@@ -207,7 +211,7 @@ def _targets(responses, stimulus_id) -> tuple[np.ndarray, xr.DataArray | None, d
 
 
 def layerwise_encoding(
-    activations: Mapping[str, np.ndarray],
+    activations: Mapping[str, np.ndarray] | Mapping[str, np.ndarray | LinearKernel],
     responses,
     *,
     stimulus_id: Sequence[str] | np.ndarray | None = None,
@@ -222,7 +226,9 @@ def layerwise_encoding(
     """Cross-validated encoding scores of every layer for every neuroid.
 
     Args:
-        activations: {layer: (presentation, ...) array}, rows in ``stimulus_id`` order.
+        activations: {layer: (presentation, ...) array}, rows in ``stimulus_id`` order; a
+            layer may also be a :class:`~neuroalign.analysis.encoding_kernels.LinearKernel`
+            (its n × n kernel, fitted in the dual form whatever ``solver`` says).
         responses: an assembly (presentation, neuroid[, repetition]) or a (presentation,
             neuroid) array in the activations' row order.
         stimulus_id: the activations' stimulus ids; the responses are matched to them by id
@@ -250,18 +256,25 @@ def layerwise_encoding(
     r, r2 = np.empty(shape), np.empty(shape)
     chosen = np.empty((len(layers), folds, y.shape[1]))
     solvers = []
+    from neuroalign.analysis.encoding_kernels import LinearKernel, kernel_fit_predict
+
     for li, layer in enumerate(layers):
-        x = _as_2d(activations[layer], f"layer {layer!r}")
+        value = activations[layer]
+        x = value if isinstance(value, LinearKernel) else _as_2d(value, f"layer {layer!r}")
         if len(x) != n:
             raise ValueError(f"layer {layer!r} has {len(x)} stimuli; the responses have {n}")
         predicted = np.empty_like(y)
         for k in range(folds):
             train, test = fold != k, fold == k
+            if isinstance(x, LinearKernel):
+                predicted[test], chosen[li, k] = kernel_fit_predict(
+                    x, y, train, test, alphas, inner_folds, device, seed + 1)
+                continue
             model = RidgeEncoder(alphas, inner_folds, solver, device, seed + 1).fit(
                 x[train], y[train])
             predicted[test] = model.predict(x[test])
             chosen[li, k] = model.best_alphas_
-        solvers.append(model.solver_)
+        solvers.append("kernel" if isinstance(x, LinearKernel) else model.solver_)
         r[li], r2[li] = pearson_r(y, predicted), _r2(y, predicted)
     dims = ("layer", "neuroid")
     if stimulus_id is not None:
