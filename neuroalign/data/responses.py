@@ -205,12 +205,11 @@ def _neuroid_groups(responses: xr.DataArray, region_coord: str, subject_coord: s
 def _cv_rdm(trials: np.ndarray, ids: np.ndarray, rdm_method: str):
     """One cross-validated RDM from trials (presentation, neuroid, repetition), NaN = missing.
 
-    Every (presentation, repetition) with responses is one observation of a
-    ``rsatoolbox.data.Dataset`` (obs descriptors ``stimulus_id`` and ``repetition``); missing
-    repeats are left out, not filled. rsatoolbox's ``calc_rdm`` (leave one repetition out)
-    needs every stimulus to have the same repetitions, so other designs go through its
-    ``calc_rdm_unbalanced``, which averages over all pairs of observations from different
-    repetitions (the same estimate on balanced data; the tests check both against rsatoolbox).
+    Every (presentation, repetition) with responses is one observation (obs descriptors
+    ``stimulus_id`` and ``repetition``); missing repeats are left out, not filled. The RDM is
+    rsatoolbox's crossnobis estimator with the repetition as the cv descriptor, in the form of
+    its ``calc_rdm_unbalanced`` (which also serves stimuli with unequal repeats and equals
+    ``calc_rdm``'s leave-one-repetition-out on balanced data): ``_crossnobis`` below.
     """
     import rsatoolbox.data
     import rsatoolbox.rdm
@@ -230,15 +229,38 @@ def _cv_rdm(trials: np.ndarray, ids: np.ndarray, rdm_method: str):
             f"{int((counts < 2).sum())} stimuli have fewer than two repeats (e.g. "
             f"{str(ids[np.flatnonzero(counts < 2)[0]])!r}); a cross-validated RDM needs two"
         )
-    p, r = np.nonzero(complete)
-    dataset = rsatoolbox.data.Dataset(
-        trials[p, :, r], obs_descriptors={"stimulus_id": ids[p], "repetition": r})
-    noise = prec_from_unbalanced(dataset, "stimulus_id") if rdm_method == "crossnobis" else None
-    balanced = (complete == complete[:1]).all()
-    calc = rsatoolbox.rdm.calc_rdm if balanced else rsatoolbox.rdm.calc_rdm_unbalanced
-    rdm = calc(dataset, method="crossnobis", descriptor="stimulus_id", noise=noise,
-               cv_descriptor="repetition")
-    return rdm
+    noise = None
+    if rdm_method == "crossnobis":
+        p, r = np.nonzero(complete)
+        dataset = rsatoolbox.data.Dataset(
+            trials[p, :, r], obs_descriptors={"stimulus_id": ids[p], "repetition": r})
+        noise = prec_from_unbalanced(dataset, "stimulus_id")
+    order = np.argsort(ids, kind="stable")  # rsatoolbox sorts the patterns by descriptor
+    return rsatoolbox.rdm.RDMs(
+        _crossnobis(trials[order], complete[order], noise)[None],
+        dissimilarity_measure="crossnobis", pattern_descriptors={"stimulus_id": ids[order]})
+
+
+def _crossnobis(trials: np.ndarray, complete: np.ndarray, noise) -> np.ndarray:
+    """rsatoolbox's ``calc_rdm_unbalanced(method="crossnobis", cv_descriptor="repetition")``
+    in closed form; its loop over pairs of trials took 155 s on Cowley V4, this well under 1 s.
+
+    rsatoolbox averages x_o' W x_p / n_neuroids over all pairs of trials o of stimulus i and p
+    of stimulus j from different repetitions (i = j included), giving V, and returns
+    V_ii + V_jj - 2 V_ij. With S_r the per-stimulus sums of repetition r and T = Σ_r S_r, the
+    sum over pairs is T W T' - Σ_r S_r W S_r' and their number N N' - Σ_r n_r n_r'.
+    """
+    x = np.where(complete[:, None, :], trials, 0.0)  # (stimulus, neuroid, repetition)
+    w = np.eye(x.shape[1]) if noise is None else np.asarray(noise)
+    n = complete.astype(np.float64)
+    total = x.sum(axis=2)
+    sums = total @ w @ total.T
+    for r in range(x.shape[2]):
+        sums -= x[:, :, r] @ w @ x[:, :, r].T
+    pairs = np.outer(n.sum(axis=1), n.sum(axis=1)) - n @ n.T
+    v = sums / (pairs * x.shape[1])
+    rdm = np.diag(v)[:, None] + np.diag(v)[None, :] - 2 * v
+    return rdm[np.triu_indices(len(rdm), 1)]
 
 
 def response_rdms(
