@@ -34,6 +34,11 @@ def add_encode(sub):
     p.add_argument("--out", type=Path, help="write the results dataset to this netCDF file")
     p.add_argument("--figure", type=Path,
                    help="write the layerwise median score figure (PNG; an SVG beside it)")
+    p.add_argument("--compare-layers", nargs=2, metavar=("A", "B"),
+                   help="two fitted layers whose per-neuroid scores --figure-pairs plots")
+    p.add_argument("--figure-pairs", type=Path,
+                   help="write the per-neuroid scatter of --compare-layers A B (noise-corrected "
+                        "r when there are ceilings; PNG, an SVG beside it)")
     p.set_defaults(run=_run_encode)
 
 
@@ -46,6 +51,12 @@ def _run_encode(args):
         import torch
 
         device = "cuda" if torch.cuda.is_available() else None
+    if (args.compare_layers is None) != (args.figure_pairs is None):
+        raise ValueError("--compare-layers A B and --figure-pairs go together")
+    if args.compare_layers and args.layers:
+        absent = [name for name in args.compare_layers if name not in args.layers]
+        if absent:
+            raise ValueError(f"--compare-layers {absent} are not among --layers {args.layers}")
     if args.alphas is not None and any(a <= 0 for a in args.alphas):
         raise ValueError(f"--alphas must be positive; got {args.alphas}")
     ds = encoding_from_file(args.activations, args.brain, args.layers, folds=args.folds,
@@ -65,4 +76,10 @@ def _run_encode(args):
         from neuroalign.analysis.plots.encoding import plot_layerwise_encoding
 
         for path in plot_layerwise_encoding(ds, args.figure, title=f"{args.brain}"):
+            print(f"figure: {path}")
+    if args.figure_pairs:
+        from neuroalign.analysis.plots.encoding import plot_encoding_pairs
+
+        for path in plot_encoding_pairs(ds, tuple(args.compare_layers), args.figure_pairs,
+                                        title=f"{args.brain}"):
             print(f"figure: {path}")

@@ -27,7 +27,7 @@ from neuroalign.data.registry import (
     load_brain_rdms,
     load_brain_responses,
 )
-from neuroalign.data.responses import load_responses
+from neuroalign.data.responses import CV_RDM_METHODS, load_responses, response_rdms
 from neuroalign.data.stimuli import StimulusSet
 from neuroalign.data.stimulus_sets import (
     STIMULUS_SETS,
@@ -39,6 +39,7 @@ from neuroalign.data.stimulus_sets import (
 
 __all__ = [
     "BRAIN_DATA",
+    "CV_RDM_METHODS",
     "BrainData",
     "FILES",
     "RESPONSE_DATA",
@@ -69,6 +70,7 @@ __all__ = [
     "load_stimulus_set",
     "make_assembly",
     "read_assembly",
+    "response_rdms",
     "sha256sum",
     "write_assembly",
 ]

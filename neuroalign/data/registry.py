@@ -13,7 +13,9 @@ To add a data set: write a loader in :mod:`neuroalign.data.brain` (its files in
 
 Response-level data (neurons or voxels, with their repeats) are in :data:`RESPONSE_DATA`:
 name -> (loader of an assembly, description), read by :func:`load_brain_responses` (encoding
-models, noise ceilings); each also has a :data:`BRAIN_DATA` entry of its repeat-averaged RDMs.
+models, noise ceilings); each also has a :data:`BRAIN_DATA` entry of its repeat-averaged RDMs,
+and those with repetitions one of crossnobis RDMs, ``<name>-crossnobis``
+(:func:`neuroalign.data.responses.response_rdms`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def _response_rdms(name: str):
     return responses_to_rdms(average_repetitions(RESPONSE_DATA[name].loader()), name=name)
 
 
+def _crossnobis_rdms(name: str):
+    from neuroalign.data.responses import response_rdms
+
+    return response_rdms(RESPONSE_DATA[name].loader(), "crossnobis", name=f"{name}-crossnobis")
+
+
 #: Brain RDMs by name.
 BRAIN_DATA: dict[str, BrainData] = {
     "kriegeskorte-hit": BrainData(
@@ -93,6 +101,9 @@ BRAIN_DATA: dict[str, BrainData] = {
             lambda name=name: _response_rdms(name), "subject", entry.description + " (RDMs)")
         for name, entry in RESPONSE_DATA.items()
     },
+    "cowley-v4-crossnobis": BrainData(
+        lambda: _crossnobis_rdms("cowley-v4"), "subject",
+        RESPONSE_DATA["cowley-v4"].description + " (crossnobis RDMs, cross-validated over repeats)"),
 }
 
 

@@ -365,3 +365,25 @@ def test_figures_respect_the_umask(umask, tmp_path):
     assert plain.stat().st_mode & 0o777 == want
     for path in paths:
         assert path.stat().st_mode & 0o777 == want, path
+
+
+def test_plot_encoding_pairs(tmp_path):
+    from neuroalign.analysis.plots.encoding import plot_encoding_pairs
+
+    rng = np.random.default_rng(0)
+    ids = [f"n{i}" for i in range(30)]
+    scores = rng.uniform(0, 1, size=(2, 30))
+    ds = xr.Dataset({"r": (("layer", "neuroid"), scores),
+                     "r_corrected": (("layer", "neuroid"), scores * 1.2)},
+                    coords={"layer": ["a", "b"], "neuroid_id": ("neuroid", ids)})
+    paths = plot_encoding_pairs(ds, ("a", "b"), tmp_path / "pairs.png")
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.is_file() for p in paths)
+    # another model's results, neuroids in another order, matched by neuroid_id
+    other = ds.isel(neuroid=rng.permutation(30))
+    plot_encoding_pairs(ds, ("a", "b"), tmp_path / "models.png", other=other,
+                        labels=("model 1", "model 2"))
+    with pytest.raises(ValueError, match="layer 'c' is not in the results"):
+        plot_encoding_pairs(ds, ("a", "c"), tmp_path / "x.png")
+    with pytest.raises(ValueError, match="neuroids of the first result are not in the second"):
+        plot_encoding_pairs(ds, ("a", "b"), tmp_path / "x.png",
+                            other=ds.assign_coords(neuroid_id=("neuroid", [f"m{i}" for i in range(30)])))

@@ -38,7 +38,9 @@ def test_encode_writes_results_and_figure(files, tmp_path, capsys):
     acts, responses, _ = files
     out, figure = tmp_path / "encoding.nc", tmp_path / "encoding.png"
     assert main(["encode", str(acts), "--brain", str(responses), "--folds", "4", "--alphas",
-                 "0.1", "1", "10", "100", "--out", str(out), "--figure", str(figure)]) == 0
+                 "0.1", "1", "10", "100", "--out", str(out), "--figure", str(figure),
+                 "--compare-layers", "good", "noise", "--figure-pairs",
+                 str(tmp_path / "pairs.png")]) == 0
     printed = capsys.readouterr().out
     assert "median split-half reliability" in printed and "r_corrected" in printed
     ds = xr.load_dataset(out)
@@ -49,6 +51,8 @@ def test_encode_writes_results_and_figure(files, tmp_path, capsys):
     assert abs(float(ds["r"].sel(layer="noise").median())) < 0.4
     assert list(ds["solver"].values) == ["primal", "kernel"]  # 16 and 90 features, 45 stimuli
     assert figure.is_file() and figure.with_suffix(".svg").is_file()
+    assert (tmp_path / "pairs.png").is_file() and (tmp_path / "pairs.svg").is_file()
+    assert f"figure: {tmp_path / 'pairs.png'}" in printed
 
 
 def test_encode_bad_input_is_one_line(files, capsys):
@@ -60,3 +64,12 @@ def test_encode_bad_input_is_one_line(files, capsys):
     assert "folds must be between 2 and the 60 stimuli" in capsys.readouterr().err
     assert main(["encode", str(acts), "--brain", "cowley-v5"]) == 2
     assert "Did you mean 'cowley-v4'" in capsys.readouterr().err
+
+
+def test_encode_pairs_options(files, capsys):
+    acts, responses, _ = files
+    assert main(["encode", str(acts), "--brain", str(responses), "--figure-pairs", "p.png"]) == 2
+    assert "--compare-layers A B and --figure-pairs go together" in capsys.readouterr().err
+    assert main(["encode", str(acts), "--brain", str(responses), "--layers", "good",
+                 "--compare-layers", "good", "noise", "--figure-pairs", "p.png"]) == 2
+    assert "--compare-layers ['noise'] are not among --layers" in capsys.readouterr().err

@@ -95,3 +95,103 @@ def test_errors_name_the_file_and_region(tmp_path):
         load_responses(tmp_path / "two.nc", variable="c")
     with pytest.raises(ValueError, match="rdm_method must be one of.*got 'pearson'"):
         responses_to_rdms(da, "pearson")
+
+
+def trials(n_stim=8, n_rep=4, n_neuroid=6, seed=0, noise=1.0):
+    """An assembly (presentation, neuroid, repetition): patterns plus independent noise."""
+    from neuroalign.data.assemblies import make_assembly
+
+    rng = np.random.default_rng(seed)
+    patterns = rng.normal(size=(n_stim, n_neuroid, 1))
+    values = patterns + noise * rng.normal(size=(n_stim, n_neuroid, n_rep))
+    return make_assembly(values, [f"s{i}" for i in range(n_stim)], region="V4", subject="m1")
+
+
+def direct(da, method, keep=slice(None)):
+    """rsatoolbox called directly on the Dataset of the assembly's present trials."""
+    from rsatoolbox.data.noise import prec_from_unbalanced
+
+    v = da.values[:, keep]
+    p, r = np.nonzero(~np.isnan(v[:, 0, :]))
+    ds = rsatoolbox.data.Dataset(v[p, :, r], obs_descriptors={
+        "stimulus_id": da.stimulus_id.values[p], "repetition": r})
+    noise = prec_from_unbalanced(ds, "stimulus_id") if method == "crossnobis" else None
+    return ds, noise
+
+
+@pytest.mark.parametrize("method", ["crossnobis", "cv-euclidean"])
+def test_response_rdms_equal_rsatoolbox(method):
+    from neuroalign.data.responses import response_rdms
+
+    da = trials()
+    rdms = response_rdms(da, method)
+    ds, noise = direct(da, method)
+    expected = rsatoolbox.rdm.calc_rdm(ds, method="crossnobis", descriptor="stimulus_id",
+                                       noise=noise, cv_descriptor="repetition")
+    assert rdms.dissimilarity_measure == "crossnobis"
+    assert list(rdms.pattern_descriptors["stimulus_id"]) == list(
+        expected.pattern_descriptors["stimulus_id"])
+    np.testing.assert_allclose(rdms.get_vectors(), expected.get_vectors(), atol=1e-12)
+    assert rdms.rdm_descriptors["roi"] == ["V4"] and rdms.rdm_descriptors["subject"] == ["m1"]
+    # missing repeats (NaN padding) are dropped: rsatoolbox's unbalanced estimator on the
+    # present trials only, and the same with the padding cut away
+    values = da.values.copy()
+    values[2, :, 3] = values[5, :, 2:] = np.nan
+    holes = da.copy(data=values)
+    rdms = response_rdms(holes, method)
+    ds, noise = direct(holes, method)
+    expected = rsatoolbox.rdm.calc_rdm_unbalanced(
+        ds, method="crossnobis", descriptor="stimulus_id", noise=noise, cv_descriptor="repetition")
+    np.testing.assert_allclose(rdms.get_vectors(), expected.get_vectors(), atol=1e-12)
+    assert np.isfinite(rdms.get_vectors()).all()
+
+
+def test_response_rdms_unbalanced_equals_balanced_on_balanced_data():
+    da = trials(seed=3)
+    ds, _ = direct(da, "cv-euclidean")
+    kw = {"method": "crossnobis", "descriptor": "stimulus_id", "cv_descriptor": "repetition"}
+    np.testing.assert_allclose(
+        rsatoolbox.rdm.calc_rdm_unbalanced(ds, **kw).get_vectors(),
+        rsatoolbox.rdm.calc_rdm(ds, **kw).get_vectors(), atol=1e-12)
+
+
+def test_cross_validated_distance_is_unbiased():
+    """Two stimuli with the same mean: the cross-validated distance is 0 in expectation, the
+    euclidean distance of the repeat averages is positive (the noise's variance)."""
+    from neuroalign.data.assemblies import make_assembly
+    from neuroalign.data.responses import response_rdms
+
+    rng = np.random.default_rng(0)
+    cv, plain = [], []
+    for _ in range(200):
+        values = np.ones((2, 20, 4)) + rng.normal(size=(2, 20, 4))
+        da = make_assembly(values, ["a", "b"], region="V4")
+        cv.append(response_rdms(da, "cv-euclidean").get_vectors()[0, 0])
+        plain.append(response_rdms(da, "euclidean").get_vectors()[0, 0])
+    # the noise of a 4-repeat mean has variance 1/4 per neuroid: E[plain] = 2 · 1/4
+    assert abs(np.mean(cv)) < 3 * np.std(cv) / np.sqrt(len(cv))
+    assert np.mean(plain) == pytest.approx(0.5, rel=0.1)
+
+
+def test_response_rdms_bad_input():
+    from neuroalign.data.responses import response_rdms
+
+    da = trials()
+    with pytest.raises(ValueError, match="rdm_method must be one of"):
+        response_rdms(da, "crossnobbis")
+    with pytest.raises(ValueError, match="needs responses with a 'repetition'"):
+        response_rdms(da.isel(repetition=0, drop=True), "crossnobis")
+    values = da.values.copy()
+    values[1, :, 1:] = np.nan
+    with pytest.raises(ValueError, match="fewer than two repeats.*'s1'"):
+        response_rdms(da.copy(data=values), "cv-euclidean")
+    values = da.values.copy()
+    values[1, 0, 2] = np.nan
+    with pytest.raises(ValueError, match="repeat 2 of stimulus 's1' is missing for some"):
+        response_rdms(da.copy(data=values), "cv-euclidean")
+    # a method of RDM_METHODS: the RDMs of the repeat averages
+    from neuroalign.data.assemblies import average_repetitions
+
+    np.testing.assert_allclose(
+        response_rdms(da, "correlation").get_vectors(),
+        responses_to_rdms(average_repetitions(da)).get_vectors())

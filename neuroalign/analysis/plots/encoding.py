@@ -1,4 +1,5 @@
-"""Encoding scores per layer: the median over neuroids with a bootstrap CI, and the ceiling."""
+"""Encoding scores: per layer the median over neuroids with a bootstrap CI and the ceiling;
+per neuroid, the scores of two layers (or models) against each other."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from neuroalign.analysis.plots.figures import (
     save_figure,
 )
 
-__all__ = ["median_ci", "plot_layerwise_encoding"]
+__all__ = ["median_ci", "plot_encoding_pairs", "plot_layerwise_encoding"]
 
 
 def median_ci(scores: np.ndarray, n_boot: int = 1000, ci: float = 0.95, seed: int = 0):
@@ -53,4 +54,65 @@ def plot_layerwise_encoding(ds: xr.Dataset, out: str | Path, title: str = "") ->
     ax.set_ylabel("held-out r")
     ax.set_title(title or f"encoding ({ds.sizes['neuroid']} neuroids, {ds.attrs.get('folds')}-fold)")
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save_figure(fig, out)
+
+
+def plot_encoding_pairs(
+    ds: xr.Dataset,
+    layers: tuple[str, str],
+    out: str | Path,
+    *,
+    other: xr.Dataset | None = None,
+    labels: tuple[str, str] | None = None,
+    title: str = "",
+) -> list[Path]:
+    """Per-neuroid scores of two layers against each other, one point per neuroid.
+
+    The score is the noise-corrected r (``r_corrected``) when both results have it, else the
+    held-out ``r``; the identity line marks equal scores.
+
+    Args:
+        ds: a result of :func:`neuroalign.analysis.layerwise_encoding`.
+        layers: (x layer, y layer); the y layer is read from ``other`` when given.
+        out: where to write ``<out>.png`` and ``<out>.svg``.
+        other: a second result (another model) on the same neuroids (matched by
+            ``neuroid_id`` when both have it).
+        labels: the axis labels (default: the layer names).
+    """
+    second = ds if other is None else other
+    score = "r_corrected" if "r_corrected" in ds and "r_corrected" in second else "r"
+    for result, layer in ((ds, layers[0]), (second, layers[1])):
+        if layer not in [str(v) for v in result["layer"].values]:
+            raise ValueError(
+                f"layer {layer!r} is not in the results; they have "
+                f"{[str(v) for v in result['layer'].values]}")
+    a = ds[score].sel(layer=layers[0])
+    b = second[score].sel(layer=layers[1])
+    if other is not None and "neuroid_id" in a.coords and "neuroid_id" in b.coords:
+        ids_a = [str(v) for v in a["neuroid_id"].values]
+        position = {str(v): i for i, v in enumerate(b["neuroid_id"].values)}
+        missing = [i for i in ids_a if i not in position]
+        if missing:
+            raise ValueError(f"{len(missing)} neuroids of the first result are not in the "
+                             f"second, e.g. {missing[:3]}")
+        b = b.isel(neuroid=[position[i] for i in ids_a])
+    elif a.size != b.size:
+        raise ValueError(f"the results have {a.size} and {b.size} neuroids")
+    x, y = np.asarray(a.values, dtype=float), np.asarray(b.values, dtype=float)
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.scatter(x, y, s=14, color="C0", alpha=0.8, linewidths=0)
+    finite = np.concatenate([x, y])
+    finite = finite[np.isfinite(finite)]
+    lo, hi = min(0.0, float(finite.min())), max(1.0, float(finite.max()))
+    pad = 0.03 * (hi - lo)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], ls="--", color=NOISE_CEILING_COLOR, lw=1)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_aspect("equal")
+    what = "noise-corrected r" if score == "r_corrected" else "held-out r"
+    xl, yl = labels or layers
+    ax.set_xlabel(f"{xl} ({what})")
+    ax.set_ylabel(f"{yl} ({what})")
+    above = int((y > x).sum())
+    ax.set_title(title or f"{x.size} neuroids, {above} above the identity line", fontsize=9)
     return save_figure(fig, out)
