@@ -44,6 +44,13 @@ class Row:
     def met(self) -> bool:
         return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
 
+    def summary(self) -> str:
+        """One line: both figures, the ratio, the target and whether it is met."""
+        sign = "≥" if self.higher_is_better else "≤"
+        return (f"{self.benchmark}: ours {self.ours:.3g} {self.unit}, {self.baseline_name} "
+                f"{self.baseline:.3g} {self.unit}; {self.ratio:.2f} ({self.ratio_meaning}), "
+                f"target {sign} {self.target:g}: {'met' if self.met else 'NOT met'}")
+
 
 def speedup(benchmark: str, ours_s: float, baseline_s: float, baseline_name: str,
             target: float, notes: str = "") -> Row:

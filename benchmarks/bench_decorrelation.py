@@ -88,9 +88,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="n = 256, D = 9,216")
     args = parser.parse_args()
     for row in results(args.quick, args.repeats):
-        print(f"{row.benchmark}: ours {row.ours:.3f} s, {row.baseline_name} {row.baseline:.3f} s, "
-              f"{row.ratio_meaning} {row.ratio:.1f} (target ≥ {row.target:g}, "
-              f"{'met' if row.met else 'NOT met'})\n  {row.notes}")
+        print(f"{row.summary()}\n  {row.notes}")
     n = 256 if args.quick else 512
     z = latents(n, 64 if args.quick else 128)
     t, out = alternating({"torch": lambda: float(decorrelation_torch(z))}, args.repeats)

@@ -340,7 +340,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         for row in results(quick=True):
-            print(row)
+            print(f"{row.summary()}\n  {row.notes}")
         return
     if not args.memory_only:
         for config in args.configs:

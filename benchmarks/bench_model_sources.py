@@ -106,9 +106,8 @@ def main() -> None:
     parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
     args = parser.parse_args()
     for source in args.sources:
-        r = measure(source, args.n, args.batch_size, args.repeats)
-        print(f"{r.benchmark}: extract {r.ours:.2f} s, bare {r.baseline:.2f} s, ratio {r.ratio:.2f} "
-              f"(target ≤ {r.target})")
+        row = measure(source, args.n, args.batch_size, args.repeats)
+        print(f"{row.summary()}\n  {row.notes}")
 
 
 if __name__ == "__main__":

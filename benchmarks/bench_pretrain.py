@@ -150,7 +150,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.quick:
         for row in results(quick=True):
-            print(row)
+            print(f"{row.summary()}\n  {row.notes}")
         return
     m = measure(args.steps, args.batch_size, args.repeats)
     print(f"conv_mae, 32 px, batch {args.batch_size}, {args.steps} steps a run, "

@@ -86,9 +86,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 × 800")
     args = parser.parse_args()
     for row in results(args.quick, args.repeats):
-        print(f"{row.benchmark}: ours {row.ours:.3f} s, {row.baseline_name} {row.baseline:.3f} s, "
-              f"{row.ratio_meaning} {row.ratio:.2f} (target ≤ {row.target:g}, "
-              f"{'met' if row.met else 'NOT met'})\n  {row.notes}")
+        print(f"{row.summary()}\n  {row.notes}")
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     for row in results(args.quick, args.repeats):
-        print(row)
+        print(f"{row.summary()}\n  {row.notes}")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--keep", help="write (or reuse) the file in this folder and keep it")
     args = parser.parse_args()
     for row in results(args.quick, args.repeats, args.keep):
-        print(row)
+        print(f"{row.summary()}\n  {row.notes}")
 
 
 if __name__ == "__main__":

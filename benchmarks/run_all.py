@@ -90,9 +90,7 @@ def run_all(names: list[str], quick: bool) -> list[tuple[str, list[Row], float, 
         seconds = time.perf_counter() - t0
         measured.append((name, rows, seconds, load_before, os.getloadavg()[0]))
         for r in rows:
-            print(f"   {r.benchmark}: {r.ratio:.2f} ({r.ratio_meaning}), target "
-                  f"{'≥' if r.higher_is_better else '≤'} {r.target:g}: "
-                  f"{'met' if r.met else 'NOT met'}", flush=True)
+            print(f"   {r.summary()}", flush=True)
     return measured
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -173,25 +173,23 @@ def layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tupl
         input_shape: (channels, height, width) of one input.
 
     Returns:
-        {module path: shape of its output (the first tensor of a tuple, list or mapping, as
-        Hugging Face's ModelOutput), or None if forward() does not call it}, in model order.
+        {module path: shape of the output extract records by default (element 0 of a tuple
+        or list, the first entry of a mapping such as Hugging Face's ModelOutput), or None if
+        forward() does not call it or that is no tensor}, in model order.
     """
     import torch
 
-    shapes: dict[str, tuple[int, ...] | None] = dict.fromkeys(list_layers(model))
+    from neuroalign.extraction.hooks import pick_element
 
-    def first_tensor(output):
-        if isinstance(output, torch.Tensor):
-            return output
-        values = output.values() if isinstance(output, Mapping) else output
-        if isinstance(values, list | tuple) or isinstance(output, Mapping):
-            return next((v for v in values if isinstance(v, torch.Tensor)), None)
-        return None
+    shapes: dict[str, tuple[int, ...] | None] = dict.fromkeys(list_layers(model))
 
     def hook(name):
         def record(module, inputs, output):
-            tensor = first_tensor(output)
-            shapes[name] = None if tensor is None else tuple(tensor.shape)
+            try:
+                kept = pick_element(name, output, None)  # what extract records by default
+            except ValueError:  # an empty tuple or mapping
+                kept = None
+            shapes[name] = tuple(kept.shape) if isinstance(kept, torch.Tensor) else None
         return record
 
     param = next(iter(model.parameters()), None)

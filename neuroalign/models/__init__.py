@@ -15,14 +15,19 @@ import difflib
 import fnmatch
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from neuroalign.models import conv_mae as _conv_mae
 from neuroalign.models import latent_mim as _latent_mim
 from neuroalign.models import vit_mae as _vit_mae
 from neuroalign.models.layout import TokenLayout, token_layout
-from neuroalign.models.specs import LoadedModel, Preprocessing, WeightsNotFoundError, load_model
+from neuroalign.models.specs import (
+    LoadedModel,
+    Preprocessing,
+    WeightsNotFoundError,
+    build_seeded,
+    load_model,
+)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -59,9 +64,7 @@ def create_model(name: str, seed: int | None = None, **kwargs) -> nn.Module:
     """
     if seed is None:
         return _build(name, **kwargs)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _build(name, **kwargs)
+    return build_seeded(lambda: _build(name, **kwargs), seed)
 
 
 def _build(name: str, **kwargs) -> nn.Module:

@@ -14,7 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from neuroalign.models.specs import WEIGHT_FILE_SUFFIXES, Preprocessing, WeightsNotFoundError
+from neuroalign.models.specs import (
+    WEIGHT_FILE_SUFFIXES,
+    Preprocessing,
+    WeightsNotFoundError,
+    build_seeded,
+)
 
 __all__ = ["LIBRARIES", "hf_model", "load_weights_file", "open_clip_model", "timm_model", "torchvision_model"]
 
@@ -36,8 +41,6 @@ def _is_weights_file(weights) -> bool:
 def load_weights_file(model: nn.Module, path, spec: str) -> dict:
     """Loads a state dict file (torch or safetensors; a ``state_dict``/``model`` entry is
     unwrapped) into model, strictly; returns the attrs naming the file and its SHA-256."""
-    from neuroalign.data.files import sha256sum
-
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"{spec}: weights file {path} does not exist.")
@@ -59,13 +62,15 @@ def load_weights_file(model: nn.Module, path, spec: str) -> dict:
         first = str(err).strip().splitlines()
         raise ValueError(f"{spec}: weights file {path} does not fit the model: "
                          f"{' '.join(first[1:3]) or first[0]}") from None
+    return weights_file_attrs(path)
+
+
+def weights_file_attrs(path) -> dict:
+    """The attrs naming a weights file and its SHA-256."""
+    from neuroalign.data.files import sha256sum
+
+    path = Path(path)
     return {"weights": f"file {path.name}", "weights_file": str(path), "weights_file_sha256": sha256sum(path)}
-
-
-def _seeded(build, seed: int):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
 
 
 # torchvision ---------------------------------------------------------------------------------
@@ -88,7 +93,7 @@ def torchvision_model(name: str, weights, seed: int):
         chosen = enum[str(weights)]
     preprocessing, transform = _torchvision_preprocessing(chosen)
     if weights == "random" or _is_weights_file(weights):
-        model = _seeded(lambda: torchvision.models.get_model(name, weights=None), seed)
+        model = build_seeded(lambda: torchvision.models.get_model(name, weights=None), seed)
         attrs = {"model": spec, "weights": f"random initialisation, seed {seed}"}
         if weights != "random":
             attrs.update(load_weights_file(model, weights, spec))
@@ -145,7 +150,7 @@ def timm_model(name: str, weights, seed: int):
         close = difflib.get_close_matches(arch, timm.list_models(), n=5)
         raise ValueError(f"Unknown timm model {arch!r}; close names: {close}.")
     if weights is not None:
-        model = _seeded(lambda: timm.create_model(name, pretrained=False), seed)
+        model = build_seeded(lambda: timm.create_model(name, pretrained=False), seed)
         attrs = {"model": spec, "weights": f"random initialisation, seed {seed}"}
         if weights != "random":
             attrs.update(load_weights_file(model, weights, spec))
@@ -215,7 +220,7 @@ def hf_model(name: str, weights, seed: int):
     if weights is not None:
         for key, value in overrides.items():
             setattr(config, key, value)
-        model = _seeded(lambda: transformers.AutoModel.from_config(config), seed)
+        model = build_seeded(lambda: transformers.AutoModel.from_config(config), seed)
         attrs = {"model": spec, "weights": f"random initialisation, seed {seed}"}
         if weights != "random":
             attrs.update(load_weights_file(model, weights, spec))
@@ -319,14 +324,11 @@ def open_clip_model(name: str, weights, seed: int):
         pretrained = None if weights == "random" else str(weights)
         if pretrained is not None and not Path(pretrained).is_file():
             raise WeightsNotFoundError(f"{spec}: weights file {pretrained} does not exist.")
-        model, _, preprocess = _seeded(
+        model, _, preprocess = build_seeded(
             lambda: open_clip.create_model_and_transforms(arch, pretrained=pretrained), seed)
         attrs = {"model": spec, "weights": f"random initialisation, seed {seed}"}
         if pretrained is not None:
-            from neuroalign.data.files import sha256sum
-
-            attrs = {"model": spec, "weights": f"file {Path(pretrained).name}", "weights_file": pretrained,
-                     "weights_file_sha256": sha256sum(pretrained)}
+            attrs.update(weights_file_attrs(pretrained))
     else:
         if not tag:
             tags = [t for a, t in open_clip.list_pretrained() if a == arch]

@@ -28,6 +28,7 @@ import difflib
 import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -42,6 +43,7 @@ SOURCES = {
     "open_clip": "the image tower of an OpenCLIP model (ARCH/PRETRAINED_TAG)",
     "module": "an nn.Module returned by a function (package.module:factory)",
 }
+T = TypeVar("T")
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 
@@ -125,6 +127,14 @@ class LoadedModel:
     transform: tuple[Callable, str]
     preprocessing: Preprocessing
     attrs: dict
+
+
+def build_seeded(build: Callable[[], T], seed: int) -> T:
+    """build() under ``torch.manual_seed(seed)`` inside ``fork_rng``: the same seed gives the
+    same weights, and the global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -238,9 +248,7 @@ def _module_model(target: str, weights, seed: int):
         raise ValueError(f"module:{target}: cannot import {module_name!r} ({err}).") from err
     except AttributeError:
         raise ValueError(f"module:{target}: {module_name!r} has no attribute {attr!r}.") from None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = factory()
+    model = build_seeded(factory, seed)
     if not isinstance(model, nn.Module):
         raise TypeError(f"module:{target} returned a {type(model).__name__}, not an nn.Module.")
     attrs = {"model": target, "weights": "as the factory builds them"}
