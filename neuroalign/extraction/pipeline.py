@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -117,23 +118,39 @@ def _write(writer: ActivationWriter, holder: list, ids, coords) -> None:
     _release_freed_memory()
 
 
-def _load_malloc_trim():
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _load_glibc():
+    """(malloc_trim, mallinfo2) of glibc, or None where the C library is another one."""
     try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2  # glibc >= 2.33
+    except (OSError, AttributeError):
         return None
+    mallinfo2.restype = _Mallinfo2
+    return libc.malloc_trim, mallinfo2
 
 
-_MALLOC_TRIM = _load_malloc_trim()
+_GLIBC = _load_glibc()
+
+#: Free bytes glibc's arenas may hold before they are handed back to the OS.
+TRIM_ABOVE_BYTES = 256 * 2**20
 
 
 def _release_freed_memory() -> None:
-    """Hand memory freed by the last batch back to the OS (glibc keeps freed blocks in its
-    arenas otherwise, and the process's resident size creeps up batch after batch)."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    """Hand memory freed by the written batches back to the OS once glibc's arenas hold more
+    than ``TRIM_ABOVE_BYTES`` free (it keeps freed blocks otherwise, and the process's resident
+    size creeps up batch after batch). Not after every batch: the next forward pass would then
+    fault in anew the pages it is about to reuse (+10-15 % time on resnet18 at 64 px)."""
+    if _GLIBC is None:
+        return
+    malloc_trim, mallinfo2 = _GLIBC
+    if mallinfo2().fordblks > TRIM_ABOVE_BYTES:
+        malloc_trim(0)
 
 
 class _InlineExecutor:
