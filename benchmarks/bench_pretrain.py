@@ -19,7 +19,7 @@ windows of --repeats runs a side, the two sides alternating. A window holds ever
 outside its steps (building the model, the final checkpoint) is reported beside it, since a
 short run pays it once.
 
-    python benchmarks/bench_pretrain.py [--steps 40] [--batch-size 32] [--repeats 3] [--threads 0]
+    python benchmarks/bench_pretrain.py [--steps 80] [--batch-size 32] [--repeats 6] [--threads 0]
 """
 
 from __future__ import annotations
@@ -112,21 +112,28 @@ def measure(steps: int, batch_size: int, repeats: int) -> dict[str, float]:
     images = smooth_images(max(10 * batch_size, 320))
     plain_loop(images, 2, batch_size)  # warm-up (thread pools, allocator)
     runs: dict[str, list[float]] = {"plain": [], "ours": [], "plain_fixed": [], "ours_fixed": []}
+    pairs = []  # ours / plain of the median window rates of two runs in a row
     for _ in range(repeats):
+        medians = {}
         for name, fn in (("plain", plain_loop), ("ours", neuroalign_loop)):
             seconds, rates = fn(images, steps, batch_size)
             runs[name] += rates
             runs[f"{name}_fixed"].append(seconds - sum(WINDOW * batch_size / r for r in rates))
-    return {name: statistics.median(values) for name, values in runs.items()}
+            medians[name] = statistics.median(rates)
+        pairs.append(medians["ours"] / medians["plain"])
+    out = {name: statistics.median(values) for name, values in runs.items()}
+    out["pair_min"], out["pair_max"] = min(pairs), max(pairs)
+    return out
 
 
 def results(quick: bool = False) -> list[Row]:
-    steps, batch_size, repeats = (20, 32, 1) if quick else (40, 32, 3)
+    steps, batch_size, repeats = (20, 32, 1) if quick else (80, 32, 6)
     load = os.getloadavg()[0]
     m = measure(steps, batch_size, repeats)
     notes = (
         f"median images/s over windows of {WINDOW} steps ({steps} steps a run, {repeats} "
-        f"run(s) a side, alternating); load {load:.1f} -> {os.getloadavg()[0]:.1f}; "
+        f"run(s) a side, alternating; ours / plain of the two runs in a row: "
+        f"{m['pair_min']:.2f}-{m['pair_max']:.2f}); load {load:.1f} -> {os.getloadavg()[0]:.1f}; "
         f"{torch.get_num_threads()} torch threads. Both: conv_mae 32 px, periphery mask 0.8, "
         "mean fill, hidden-pixel MSE, Adam. neuroalign's windows (its log.csv) also hold the "
         "per-step reseeding, seeded batch order, view assembly, a log row every 10 steps and "
@@ -140,9 +147,9 @@ def results(quick: bool = False) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--quick", action="store_true", help="the quick table row")
     args = parser.parse_args()

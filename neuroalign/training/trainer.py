@@ -343,10 +343,20 @@ def _pretrain(config, out_dir, info, images, resume, progress, stop_at, stop: St
     return ckpt_path
 
 
+def _seed_global(seed: int, device: torch.device) -> None:
+    """``torch.manual_seed`` for the CPU and ``device`` only: the full call also seeds every
+    other backend (CUDA, XPU, MTIA lazily, formatting a stack trace each), 3 ms a step."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed_all(seed)
+    elif device.type != "cpu":
+        torch.manual_seed(seed)
+
+
 def _train_step(wrapped, model, optimizer, images, config, step: int, lr: float, info, share):
     """One optimisation step on this rank's share of the step's batch: (scaled loss, latent)."""
     device = info.device
-    torch.manual_seed(step_seed(config.seed, step))  # randomness inside a model, if any
+    _seed_global(step_seed(config.seed, step), device)  # randomness inside a model, if any
     batch = prepare_batch(images, config, step, device)
     scale = 1.0
     if info.enabled:
