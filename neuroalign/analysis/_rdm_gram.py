@@ -92,6 +92,32 @@ def _row_sums(c):
     return c.sum(dim=1, dtype=torch.float64)
 
 
+def _shifted(c, shift, buffer):
+    """c - shift (a row or a column vector), and the buffer it is in. For numpy, written into
+    ``buffer`` when it has c's shape (one buffer reused chunk after chunk: a fresh array each
+    chunk faults its pages in anew) by torch, whose element-wise loops use every thread
+    (numpy's use one, and this pass and `_accumulate` were what kept a float32 RDM, one BLAS
+    product otherwise, slower than rsatoolbox's on two cores)."""
+    if not isinstance(c, np.ndarray):
+        return c - shift, None
+    import torch
+
+    if buffer is None or buffer.shape != c.shape:
+        buffer = np.empty(c.shape, c.dtype)
+    torch.sub(torch.from_numpy(c), torch.from_numpy(np.asarray(shift)), out=torch.from_numpy(buffer))
+    return buffer, buffer
+
+
+def _accumulate(gram, product) -> None:
+    """gram += product (float64 += the chunk's precision), on every thread for numpy."""
+    if isinstance(gram, np.ndarray):
+        import torch
+
+        torch.from_numpy(gram).add_(torch.from_numpy(product))
+    else:
+        gram += product
+
+
 def _product(a, b):
     """a bᵀ in a's precision. For numpy, ``a @ a.T`` (b is a) is BLAS syrk: half the work."""
     return a @ b.T
@@ -103,7 +129,7 @@ def chunk_gram(chunks: Iterable, method: str, device=None):
 
     Raises ValueError for chunks of different numbers of stimuli or no features.
     """
-    n = gram = sums = row_shift = None
+    n = gram = sums = row_shift = buffer = None
     n_features = 0
     for i, c in enumerate(working(c, device) for c in chunks):  # one chunk in memory at a time
         if n is None:
@@ -113,10 +139,10 @@ def chunk_gram(chunks: Iterable, method: str, device=None):
         elif c.shape[0] != n:
             raise ValueError(f"feature chunk {i} has {c.shape[0]} stimuli; chunk 0 had {n}")
         if row_shift is not None:
-            c = c - row_shift
+            c, buffer = _shifted(c, row_shift, buffer)
         elif method == "euclidean":
-            c = c - _column_shift(c)
-        gram += _product(c, c)
+            c, buffer = _shifted(c, _column_shift(c), buffer)
+        _accumulate(gram, _product(c, c))
         if row_shift is not None:  # only correlation centres with the row sums
             sums += _row_sums(c)
         n_features += c.shape[1]
