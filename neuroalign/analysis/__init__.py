@@ -14,37 +14,94 @@ RSA modules depend one way: `rdms` (RDMs from activations, matching by stimulus 
 `partitioning`.
 """
 
-from neuroalign.analysis.cka import cka_from_grams, cka_matrix, gram, linear_cka
-from neuroalign.analysis.decorrelation import (
-    bootstrap_decorrelation,
-    decorrelation,
-    decorrelation_reference,
-    decorrelation_torch,
-    layerwise_decorrelation,
-    participation_ratio,
-)
-from neuroalign.analysis.encoding import RidgeEncoder, layerwise_encoding
-from neuroalign.analysis.partitioning import commonality, r_squared, variance_partitioning
-from neuroalign.analysis.probes import LinearProbe, SklearnProbe, layerwise_probe
-from neuroalign.analysis.rdms import RDM_METHODS, calc_rdm, calc_rdms, match_stimuli
-from neuroalign.analysis.reliability import (
-    ncsnr,
-    ncsnr_ceiling,
-    noise_ceilings,
-    split_half_reliability,
-)
-from neuroalign.analysis.rsa import (
-    COMPARE_METHODS,
-    POOL_SESSIONS,
-    RESAMPLE,
-    bootstrap_samples,
-    compare,
-    layerwise_rsa,
-    noise_ceiling,
-    pool_subjects,
-)
-from neuroalign.analysis.rsa_inference import TESTS, bootstrap_rsa, difference_test, rsa_matrix
-from neuroalign.analysis.streaming import feature_chunks, layer_chunks
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from neuroalign.analysis.cka import cka_from_grams, cka_matrix, gram, linear_cka
+    from neuroalign.analysis.decorrelation import (
+        bootstrap_decorrelation,
+        decorrelation,
+        decorrelation_reference,
+        decorrelation_torch,
+        layerwise_decorrelation,
+        participation_ratio,
+    )
+    from neuroalign.analysis.encoding import RidgeEncoder, layerwise_encoding
+    from neuroalign.analysis.partitioning import commonality, r_squared, variance_partitioning
+    from neuroalign.analysis.probes import LinearProbe, SklearnProbe, layerwise_probe
+    from neuroalign.analysis.rdms import RDM_METHODS, calc_rdm, calc_rdms, match_stimuli
+    from neuroalign.analysis.reliability import (
+        ncsnr,
+        ncsnr_ceiling,
+        noise_ceilings,
+        split_half_reliability,
+    )
+    from neuroalign.analysis.rsa import (
+        COMPARE_METHODS,
+        POOL_SESSIONS,
+        RESAMPLE,
+        bootstrap_samples,
+        compare,
+        layerwise_rsa,
+        noise_ceiling,
+        pool_subjects,
+    )
+    from neuroalign.analysis.rsa_inference import TESTS, bootstrap_rsa, difference_test, rsa_matrix
+    from neuroalign.analysis.streaming import feature_chunks, layer_chunks
+
+# name -> the module that defines it. Imported on first use, so that a module of the package
+# (a dask worker unpickling a task of `dask_gram`, say) does not import scikit-learn,
+# himalaya and matplotlib with it.
+_LAZY = {
+    "cka_from_grams": "neuroalign.analysis.cka",
+    "cka_matrix": "neuroalign.analysis.cka",
+    "gram": "neuroalign.analysis.cka",
+    "linear_cka": "neuroalign.analysis.cka",
+    "bootstrap_decorrelation": "neuroalign.analysis.decorrelation",
+    "decorrelation": "neuroalign.analysis.decorrelation",
+    "decorrelation_reference": "neuroalign.analysis.decorrelation",
+    "decorrelation_torch": "neuroalign.analysis.decorrelation",
+    "layerwise_decorrelation": "neuroalign.analysis.decorrelation",
+    "participation_ratio": "neuroalign.analysis.decorrelation",
+    "RidgeEncoder": "neuroalign.analysis.encoding",
+    "layerwise_encoding": "neuroalign.analysis.encoding",
+    "commonality": "neuroalign.analysis.partitioning",
+    "r_squared": "neuroalign.analysis.partitioning",
+    "variance_partitioning": "neuroalign.analysis.partitioning",
+    "LinearProbe": "neuroalign.analysis.probes",
+    "SklearnProbe": "neuroalign.analysis.probes",
+    "layerwise_probe": "neuroalign.analysis.probes",
+    "RDM_METHODS": "neuroalign.analysis.rdms",
+    "calc_rdm": "neuroalign.analysis.rdms",
+    "calc_rdms": "neuroalign.analysis.rdms",
+    "match_stimuli": "neuroalign.analysis.rdms",
+    "ncsnr": "neuroalign.analysis.reliability",
+    "ncsnr_ceiling": "neuroalign.analysis.reliability",
+    "noise_ceilings": "neuroalign.analysis.reliability",
+    "split_half_reliability": "neuroalign.analysis.reliability",
+    "COMPARE_METHODS": "neuroalign.analysis.rsa",
+    "POOL_SESSIONS": "neuroalign.analysis.rsa",
+    "RESAMPLE": "neuroalign.analysis.rsa",
+    "bootstrap_samples": "neuroalign.analysis.rsa",
+    "compare": "neuroalign.analysis.rsa",
+    "layerwise_rsa": "neuroalign.analysis.rsa",
+    "noise_ceiling": "neuroalign.analysis.rsa",
+    "pool_subjects": "neuroalign.analysis.rsa",
+    "TESTS": "neuroalign.analysis.rsa_inference",
+    "bootstrap_rsa": "neuroalign.analysis.rsa_inference",
+    "difference_test": "neuroalign.analysis.rsa_inference",
+    "rsa_matrix": "neuroalign.analysis.rsa_inference",
+    "feature_chunks": "neuroalign.analysis.streaming",
+    "layer_chunks": "neuroalign.analysis.streaming",
+    "plot_layerwise_metric": "neuroalign.analysis.plots",
+    "plot_layerwise_rsa": "neuroalign.analysis.plots",
+    "plot_partitioning": "neuroalign.analysis.plots",
+    "plot_rdm": "neuroalign.analysis.plots",
+    "plot_rsa_matrix": "neuroalign.analysis.plots",
+}
 
 __all__ = [
     "COMPARE_METHODS",
@@ -94,20 +151,20 @@ __all__ = [
     "variance_partitioning",
 ]
 
-_PLOTS = (
-    "plot_layerwise_metric",
-    "plot_layerwise_rsa",
-    "plot_partitioning",
-    "plot_rdm",
-    "plot_rsa_matrix",
-    "pool_subjects",
-)
+
+# a submodule shares this function's name: imported now, so that importing the submodule
+# later (which sets the package attribute to the module) cannot shadow it
+from neuroalign.analysis.decorrelation import decorrelation  # noqa: E402
 
 
-def __getattr__(name):
-    # Lazy, so that importing the analyses does not import matplotlib.
-    if name in _PLOTS:
-        from neuroalign.analysis import plots
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'neuroalign.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return getattr(plots, name)
-    raise AttributeError(f"module 'neuroalign.analysis' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

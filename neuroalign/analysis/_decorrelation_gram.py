@@ -91,23 +91,28 @@ class GramSums:
         """L, participation_ratio (of the correlation matrix C), n_units, n_constant_units."""
         if self.gram is None:
             raise ValueError("x holds no features (an empty iterable of chunks)")
-        if self.n_constant == self.n_total:
-            raise ValueError(
-                f"all {self.n_constant} units are constant over the stimuli; "
-                "decorrelation is undefined"
-            )
-        n, d = self.n, self.d
-        sq_norm = float(torch.dot(self.gram.ravel(), self.gram.ravel()))  # (n-1)² Σ_ij C_ij²
-        if self.units == "varying":
-            diagonal_sum = diagonal_sq = float(d)  # C_ii = 1 exactly
-        else:
-            diagonal_sum, diagonal_sq = self.diagonal_sum, self.diagonal_sq
-        return {
-            "L": (sq_norm / (n - 1) ** 2 - diagonal_sq) / d,
-            "participation_ratio": (diagonal_sum * (n - 1)) ** 2 / sq_norm,
-            "n_units": d,
-            "n_constant_units": self.n_constant,
-        }
+        return metrics_from_gram(self.gram, self.units, self.n, self.d, self.n_constant,
+                                 self.n_total, self.diagonal_sum, self.diagonal_sq)
+
+
+def metrics_from_gram(gram, units: str, n: int, d: int, n_constant: int, n_total: int,
+                      diagonal_sum: float = 0.0, diagonal_sq: float = 0.0) -> dict:
+    """`GramSums.metrics` from its parts: the Gram ZZᵀ (or ZᵀZ) of d z-scored units of n
+    stimuli, and (units="all") Σ_i C_ii and Σ_i C_ii²."""
+    if n_constant == n_total:
+        raise ValueError(
+            f"all {n_constant} units are constant over the stimuli; decorrelation is undefined"
+        )
+    gram = torch.as_tensor(gram)
+    sq_norm = float(torch.dot(gram.ravel(), gram.ravel()))  # (n-1)² Σ_ij C_ij²
+    if units == "varying":
+        diagonal_sum = diagonal_sq = float(d)  # C_ii = 1 exactly
+    return {
+        "L": (sq_norm / (n - 1) ** 2 - diagonal_sq) / d,
+        "participation_ratio": (diagonal_sum * (n - 1)) ** 2 / sq_norm,
+        "n_units": d,
+        "n_constant_units": n_constant,
+    }
 
 
 def abs_correlation_sum(zi: np.ndarray, zj: np.ndarray | None = None) -> float:

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["SHIFT_ROWS", "block_gram", "chunk_gram"]
+__all__ = ["SHIFT_ROWS", "block_gram", "chunk_gram", "column_shift", "prepared_block", "tile"]
 
 #: stimuli whose mean is the per-feature shift of a euclidean RDM
 SHIFT_ROWS = 64
@@ -67,7 +67,7 @@ def _mean(c, axis: int, keepdims: bool = False):
     return c.double().mean(dim=axis, keepdim=keepdims).to(c.dtype)
 
 
-def _column_shift(c):
+def column_shift(c):
     """The mean of the first `SHIFT_ROWS` rows of c, with 0 where it is not finite: a NaN
     there would spread to every row, and the NaN check must name only the rows holding it."""
     v = _mean(c[:SHIFT_ROWS], 0)
@@ -141,7 +141,7 @@ def chunk_gram(chunks: Iterable, method: str, device=None):
         if row_shift is not None:
             c, buffer = _shifted(c, row_shift, buffer)
         elif method == "euclidean":
-            c, buffer = _shifted(c, _column_shift(c), buffer)
+            c, buffer = _shifted(c, column_shift(c), buffer)
         _accumulate(gram, _product(c, c))
         if row_shift is not None:  # only correlation centres with the row sums
             sums += _row_sums(c)
@@ -149,6 +149,30 @@ def chunk_gram(chunks: Iterable, method: str, device=None):
     if n_features == 0 or gram is None:
         raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
     return gram, sums, n_features
+
+
+def prepared_block(x, method: str, chunk_size: int, col_shift=None) -> np.ndarray:
+    """A block of whole rows as `block_gram` multiplies it: a fresh float32/float64 array,
+    shifted as the module docstring says (euclidean: by ``col_shift``, the same for every
+    block; correlation: each row by its mean over the first ``chunk_size`` features)."""
+    x = np.require(working(x, None), requirements="W")  # a fresh array: shifted in place
+    if method == "correlation":
+        x -= _mean(x[:, :chunk_size], 1, keepdims=True)
+    elif method == "euclidean":
+        x -= col_shift
+    return x
+
+
+def tile(a: np.ndarray, b: np.ndarray | None, chunk_size: int) -> np.ndarray:
+    """A Bᵀ (A Aᵀ when b is None), each feature chunk's product in the blocks' precision,
+    summed in float64 by numpy (no torch: a dask worker running `dask_gram`'s tiles would
+    grow by torch's ~400 MB)."""
+    out = np.zeros((a.shape[0], a.shape[0] if b is None else b.shape[0]))
+    for start in range(0, a.shape[1], chunk_size):
+        ca = a[:, start : start + chunk_size]
+        cb = ca if b is None else b[:, start : start + chunk_size]
+        out += _product(ca, cb)
+    return out
 
 
 def block_gram(blocks, method: str, chunk_size: int):
@@ -165,31 +189,21 @@ def block_gram(blocks, method: str, chunk_size: int):
 
     def read(g: int) -> np.ndarray:
         nonlocal col_shift
-        x = np.require(working(blocks.read(g), None), requirements="W")  # a fresh array: shifted in place
-        if method == "correlation":
-            x -= _mean(x[:, :chunk_size], 1, keepdims=True)
-        elif method == "euclidean":
-            if col_shift is None:
-                col_shift = _column_shift(x)
-            x -= col_shift
-        return x
-
-    def add(rows_a, a, rows_b, b) -> None:
-        for start in range(0, n_features, chunk_size):
-            ca = a[:, start : start + chunk_size]
-            block = _product(ca, ca) if b is None else _product(ca, b[:, start : start + chunk_size])
-            gram[rows_a, rows_b] += block
+        x = blocks.read(g)
+        if method == "euclidean" and col_shift is None:
+            col_shift = column_shift(working(x, None))
+        return prepared_block(x, method, chunk_size, col_shift)
 
     if n_features == 0:
         raise ValueError("x holds no features (an empty array or an empty iterable of chunks)")
     bounds = [slice(*b) for b in blocks.bounds]
     for i, rows_i in enumerate(bounds):
         xi = read(i)
-        add(rows_i, xi, rows_i, None)
+        gram[rows_i, rows_i] = tile(xi, None, chunk_size)
         if method == "correlation":
             sums[rows_i] = _row_sums(xi)
         for j in range(i + 1, len(bounds)):
-            add(rows_i, xi, bounds[j], read(j))
+            gram[rows_i, bounds[j]] = tile(xi, read(j), chunk_size)
     for i, rows_i in enumerate(bounds):  # the lower blocks mirror the upper ones
         for rows_j in bounds[i + 1 :]:
             gram[rows_j, rows_i] = gram[rows_i, rows_j].T

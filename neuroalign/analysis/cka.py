@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign.analysis._arrays import as_matrix, check_finite
+from neuroalign.analysis.dask_gram import as_dask, centred_gram
 from neuroalign.analysis.streaming import feature_chunks
 
 __all__ = ["cka_from_grams", "cka_matrix", "gram", "linear_cka"]
@@ -44,6 +45,12 @@ def gram(x, chunk_size: int = 4096) -> np.ndarray:
     Returns:
         np.ndarray (n, n).
     """
+    if as_dask(x) is not None:  # a dask graph of row-block tiles, on the active scheduler
+        out = centred_gram(as_dask(x), chunk_size)
+        bad = np.flatnonzero(~np.isfinite(np.diag(out)))
+        if len(bad):
+            raise ValueError(f"x has NaN or infinite values in stimuli {bad[:5].tolist()}")
+        return out
     out = None
     for i, chunk in enumerate(feature_chunks(x, chunk_size)):
         c = as_matrix(chunk, name=f"feature chunk {i}")

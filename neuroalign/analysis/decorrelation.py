@@ -56,6 +56,7 @@ import numpy as np
 import xarray as xr
 
 from neuroalign.analysis._arrays import check_finite
+from neuroalign.analysis.dask_gram import as_dask
 from neuroalign.analysis.streaming import is_chunks
 
 __all__ = [
@@ -174,6 +175,27 @@ def _metrics_in_memory(x, units: str, mean_abs_r: bool, block_size: int) -> dict
     }
 
 
+def _metrics_dask(x, units: str, mean_abs_r: bool, chunk_size: int) -> dict:
+    """The keys of `decorrelation` for a dask array: its z-scores' Gram as a dask graph
+    (mean |r|, which needs the D × D correlations, from pairs of feature chunks)."""
+    from neuroalign.analysis._decorrelation_gram import metrics_from_gram
+    from neuroalign.analysis.dask_gram import zscore_gram
+
+    gram, stats = zscore_gram(x, units, EPS, chunk_size)
+    varying, std = stats["varying"], stats["std"]
+    n_constant = int(np.count_nonzero(~varying))
+    d = len(varying) - n_constant if units == "varying" else len(varying)
+    diagonal = std**2 / (std + EPS) ** 2  # C_ii of units="all"
+    metrics = metrics_from_gram(gram, units, x.shape[0], d, n_constant, len(varying),
+                                float(diagonal.sum()), float((diagonal**2).sum()))
+    mean_r = float("nan")
+    if mean_abs_r:  # D × D correlations: from pairs of feature chunks, in this process
+        from neuroalign.analysis._decorrelation_stream import _streamed_mean_abs_r
+
+        mean_r = _streamed_mean_abs_r(x.reshape(x.shape[0], -1), chunk_size, d, units)
+    return {"mean_abs_r": mean_r, **metrics}
+
+
 def decorrelation(
     x,
     *,
@@ -211,6 +233,8 @@ def decorrelation(
     _check_units(units)
     if not isinstance(block_size, int | np.integer) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer; got {block_size!r}")
+    if as_dask(x) is not None:
+        return _metrics_dask(as_dask(x), units, mean_abs_r, chunk_size or 4096)
     if chunk_size is not None or is_chunks(x):
         from neuroalign.analysis._decorrelation_stream import streamed_decorrelation
 

@@ -32,6 +32,7 @@ import numpy as np
 import rsatoolbox
 
 from neuroalign.analysis._rdm_gram import block_gram, chunk_gram
+from neuroalign.analysis.dask_gram import as_dask, rdm_gram
 from neuroalign.analysis.streaming import StimulusBlocks, feature_chunks
 
 __all__ = [
@@ -168,6 +169,8 @@ def calc_rdm(
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
     if isinstance(x, StimulusBlocks):
         gram, sums, n_features = block_gram(x, rdm_method, int(chunk_size))
+    elif as_dask(x) is not None:  # a dask graph of row-block tiles, on the active scheduler
+        gram, sums, n_features = rdm_gram(as_dask(x), rdm_method, int(chunk_size))
     else:
         gram, sums, n_features = chunk_gram(feature_chunks(x, chunk_size), rdm_method, device)
     n = gram.shape[0]
