@@ -190,7 +190,7 @@ def rsa_from_file(
     resample: str = "stimuli",
     seed: int = 0,
     test: str | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
 ) -> xr.Dataset:
     """RSA of every layer of an activation file against brain RDMs, with the noise ceiling.
 
@@ -234,7 +234,7 @@ ONE_RDM = "one RDM: no SEM or noise ceiling (both need several subjects)"
 
 
 def layer_rdms_from_file(path, layers=None, *, rdm_method: str = "correlation",
-                         chunk_size: int = 4096, descriptors=None):
+                         chunk_size: int | None = None, descriptors=None):
     """One rsatoolbox RDM per layer of an activation file (rdm descriptor ``layer``), each
     layer read in stimulus blocks (`iter_layer_blocks`); ``chunk_size`` is the number of
     features per product (see `analysis.calc_rdm`)."""

@@ -94,28 +94,15 @@ def _row_sums(c):
 
 def _shifted(c, shift, buffer):
     """c - shift (a row or a column vector), and the buffer it is in. For numpy, written into
-    ``buffer`` when it has c's shape (one buffer reused chunk after chunk: a fresh array each
-    chunk faults its pages in anew) by torch, whose element-wise loops use every thread
-    (numpy's use one, and this pass and `_accumulate` were what kept a float32 RDM, one BLAS
-    product otherwise, slower than rsatoolbox's on two cores)."""
+    ``buffer`` when it has c's shape: one buffer reused chunk after chunk (a fresh array each
+    chunk faults its pages in anew). Not torch's threaded subtraction: its OpenMP threads
+    then compete with the BLAS threads of the next product (measured slower overall)."""
     if not isinstance(c, np.ndarray):
         return c - shift, None
-    import torch
-
     if buffer is None or buffer.shape != c.shape:
         buffer = np.empty(c.shape, c.dtype)
-    torch.sub(torch.from_numpy(c), torch.from_numpy(np.asarray(shift)), out=torch.from_numpy(buffer))
+    np.subtract(c, shift, out=buffer)
     return buffer, buffer
-
-
-def _accumulate(gram, product) -> None:
-    """gram += product (float64 += the chunk's precision), on every thread for numpy."""
-    if isinstance(gram, np.ndarray):
-        import torch
-
-        torch.from_numpy(gram).add_(torch.from_numpy(product))
-    else:
-        gram += product
 
 
 def _product(a, b):
@@ -142,7 +129,7 @@ def chunk_gram(chunks: Iterable, method: str, device=None):
             c, buffer = _shifted(c, row_shift, buffer)
         elif method == "euclidean":
             c, buffer = _shifted(c, column_shift(c), buffer)
-        _accumulate(gram, _product(c, c))
+        gram += _product(c, c)
         if row_shift is not None:  # only correlation centres with the row sums
             sums += _row_sums(c)
         n_features += c.shape[1]
@@ -165,8 +152,7 @@ def prepared_block(x, method: str, chunk_size: int, col_shift=None) -> np.ndarra
 
 def tile(a: np.ndarray, b: np.ndarray | None, chunk_size: int) -> np.ndarray:
     """A Bᵀ (A Aᵀ when b is None), each feature chunk's product in the blocks' precision,
-    summed in float64 by numpy (no torch: a dask worker running `dask_gram`'s tiles would
-    grow by torch's ~400 MB)."""
+    summed in float64."""
     out = np.zeros((a.shape[0], a.shape[0] if b is None else b.shape[0]))
     for start in range(0, a.shape[1], chunk_size):
         ca = a[:, start : start + chunk_size]

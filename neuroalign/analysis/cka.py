@@ -46,11 +46,11 @@ def gram(x, chunk_size: int = 4096) -> np.ndarray:
         np.ndarray (n, n).
     """
     if as_dask(x) is not None:  # a dask graph of row-block tiles, on the active scheduler
-        out = centred_gram(as_dask(x), chunk_size)
-        bad = np.flatnonzero(~np.isfinite(np.diag(out)))
+        tiled = centred_gram(as_dask(x), chunk_size)
+        bad = np.flatnonzero(~np.isfinite(np.diag(tiled)))
         if len(bad):
             raise ValueError(f"x has NaN or infinite values in stimuli {bad[:5].tolist()}")
-        return out
+        return tiled
     out = None
     for i, chunk in enumerate(feature_chunks(x, chunk_size)):
         c = as_matrix(chunk, name=f"feature chunk {i}")

@@ -55,7 +55,7 @@ def as_dask(x):
     return data
 
 
-def _rows(x, block_bytes: int):
+def _rows(x, block_bytes: int | None):
     """x as (n, D) in blocks of whole rows of about ``block_bytes``."""
     n = x.shape[0]
     d = math.prod(x.shape[1:])

@@ -15,7 +15,8 @@ memory:
 Precision. Each chunk's product X_c X_cᵀ is computed in the input's precision — float32 for
 float32 data, as activation files hold, at twice float64's speed and half its memory — and
 summed in float64. The float32 rounding error of one chunk's sum grows with its length (about
-√k·2⁻²⁴ relative for k features), so the chunk (`chunk_size`, default 4,096 features) bounds
+√k·2⁻²⁴ relative for k features), so the chunk (`chunk_size`; by default as wide as 128 MiB
+of float32 for the n stimuli allows, between 1,024 and 16,384 features) bounds
 it; before the product the rows are shifted so that a large mean does not swamp the part of G
 the RDM keeps (correlation: each row by its mean over the first chunk; euclidean: every feature
 by its mean over the first 64 stimuli; both leave the RDM unchanged). The RDM of float32
@@ -131,12 +132,21 @@ def _numpy(a) -> np.ndarray:
     return a if isinstance(a, np.ndarray) else a.cpu().numpy()
 
 
+#: bytes of one float32 feature chunk of the n stimuli (`auto_chunk_size`)
+CHUNK_BYTES = 128 * 2**20
+
+
+def auto_chunk_size(n_stimuli: int) -> int:
+    """Features per chunk for n stimuli: 128 MiB of float32, between 1,024 and 16,384."""
+    return int(min(16384, max(1024, CHUNK_BYTES // (4 * max(1, n_stimuli)))))
+
+
 def calc_rdm(
     x,
     stimulus_id,
     rdm_method: str = "correlation",
     descriptors: Mapping[str, object] | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
     device=None,
 ) -> rsatoolbox.rdm.RDMs:
     """One RDM from activations, as rsatoolbox defines it, accumulated over feature chunks.
@@ -156,7 +166,9 @@ def calc_rdm(
         stimulus_id: (n_stimuli,) unique ids, in the row order of x.
         rdm_method: one of 'correlation', 'cosine', 'euclidean'.
         descriptors: rdm descriptors, one value each, e.g. {'model': 'mae', 'layer': 'block3'}.
-        chunk_size: features per chunk (and per float32 product) when x is an array or blocks.
+        chunk_size: features per chunk (and per float32 product) when x is an array or blocks;
+            default `auto_chunk_size` of the number of stimuli (wider chunks make fewer,
+            faster BLAS products; the width bounds the float32 rounding, see above).
         device: where the products run (default: x's device if a tensor, else the CPU); on
             the CPU they run in numpy, elsewhere in torch (a file's stimulus blocks: the CPU).
 
@@ -165,6 +177,8 @@ def calc_rdm(
         rdm_descriptors from `descriptors`, dissimilarity_measure set.
     """
     check_choice("rdm_method", rdm_method, RDM_METHODS)
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(len(stimulus_id))
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
     if isinstance(x, StimulusBlocks):
@@ -192,7 +206,7 @@ def calc_rdms(
     stimulus_id,
     rdm_method: str = "correlation",
     descriptors: Mapping[str, object] | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
     device=None,
 ) -> rsatoolbox.rdm.RDMs:
     """One RDM per layer (see `calc_rdm`), concatenated, with the rdm descriptor `layer`.

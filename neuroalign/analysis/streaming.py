@@ -52,7 +52,7 @@ def feature_slices(shape: tuple[int, ...], chunk_size: int) -> Iterator[tuple]:
     """Index tuples covering an array (n, ...) in C order of its trailing (feature) dims.
 
     Each selection holds all n stimuli and at most `chunk_size` features (at least one element
-    of the last dim), so flattening the selected blocks and concatenating them gives the
+    of the last dim), in pieces of even size (a narrow last piece makes a slow BLAS product), so flattening the selected blocks and concatenating them gives the
     features in the order of `x.reshape(n, -1)`.
 
     Args:
@@ -70,6 +70,7 @@ def feature_slices(shape: tuple[int, ...], chunk_size: int) -> Iterator[tuple]:
     # the outermost axis whose inner block fits in a chunk is sliced; axes before it are indexed
     axis = next(a for a in range(len(trailing)) if math.prod(trailing[a + 1 :]) <= chunk_size)
     step = max(1, chunk_size // math.prod(trailing[axis + 1 :]))
+    step = -(-trailing[axis] // -(-trailing[axis] // step))  # even pieces: no narrow last one
     for outer in np.ndindex(*trailing[:axis]):
         for start in range(0, trailing[axis], step):
             yield (slice(None), *outer, slice(start, min(start + step, trailing[axis])))
