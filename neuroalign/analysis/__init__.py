@@ -14,6 +14,7 @@ RSA modules depend one way: `rdms` (RDMs from activations, matching by stimulus 
 `partitioning`.
 """
 
+from neuroalign.analysis.banded import BandedRidgeEncoder, banded_encoding
 from neuroalign.analysis.cka import cka_from_grams, cka_matrix, gram, linear_cka
 from neuroalign.analysis.decorrelation import (
     bootstrap_decorrelation,
@@ -23,7 +24,6 @@ from neuroalign.analysis.decorrelation import (
     layerwise_decorrelation,
     participation_ratio,
 )
-from neuroalign.analysis.banded import BandedRidgeEncoder, banded_encoding
 from neuroalign.analysis.encoding import RidgeEncoder, encoding_folds, layerwise_encoding
 from neuroalign.analysis.encoding_kernels import LinearKernel, layer_kernel, linear_kernel
 from neuroalign.analysis.partitioning import commonality, r_squared, variance_partitioning
