@@ -131,7 +131,7 @@ def plot_banded_encoding(ds: xr.Dataset, out: str | Path, title: str = "") -> li
     values = [ds[f"r2_unique{suffix}"].sel(space=s).values for s in spaces]
     values += [ds[f"r2_shared{suffix}"].values, ds[f"r2_joint{suffix}"].values]
     med, lo, hi = median_ci(np.stack(values))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(labels) + 1.5), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(labels) + 1.0), 3.6))
     x = np.arange(len(labels))
     colors = [f"C{i}" for i in range(len(spaces))] + ["0.6", "0.35"]
     ax.bar(x, med, color=colors, width=0.7)
