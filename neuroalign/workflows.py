@@ -19,7 +19,9 @@ from neuroalign.data.registry import brain_description, load_brain_rdms
 from neuroalign.variable_attrs import add_variable_attrs
 
 __all__ = [
+    "banded_encoding_from_file",
     "decorrelation_from_file",
+    "encoding_from_file",
     "format_table",
     "iter_layer_blocks",
     "iter_layer_chunks",
@@ -337,6 +339,69 @@ def probe_from_files(
     ds.attrs.update(train=str(train_path), test=str(test_path), n_train=len(labels["train"]),
                     n_test=len(labels["test"]), model_description=model_description(train_path))
     return add_variable_attrs(ds)
+
+
+def encoding_from_file(path: str | Path, brain: str = "cowley-v4", layers=None, *,
+                       folds: int = 5, alphas=None, seed: int = 0, device: str | None = None,
+                       n_splits: int = 100, out: str | Path | None = None,
+                       stream_kernels: bool | None = None) -> xr.Dataset:
+    """Cross-validated encoding scores of an activation file's layers for brain responses
+    (:func:`neuroalign.analysis.encoding.layerwise_encoding`), matched by stimulus id.
+
+    Args:
+        path: activation file; ``layers``: names (default: every layer in the file).
+        brain: a registered response data set (``neuroalign.data.RESPONSE_DATA``) or a
+            responses file (:func:`neuroalign.data.read_assembly`).
+        folds, alphas, seed, device, n_splits: as ``layerwise_encoding``.
+        out: write the results to this netCDF file (through a temporary name).
+        stream_kernels: read layers as streamed n × n linear kernels (True), whole (False), or
+            the first when a layer has more features than stimuli (None; see
+            :func:`neuroalign.analysis.encoding_kernels.encoding_features`).
+
+    Returns:
+        The Dataset of ``layerwise_encoding``, with attributes ``activations`` and ``brain``.
+    """
+    from neuroalign.analysis.encoding import layerwise_encoding
+
+    return _encoding_run(layerwise_encoding, path, brain, layers, stream_kernels, out,
+                         folds=folds, alphas=alphas, seed=seed, device=device, n_splits=n_splits)
+
+
+def banded_encoding_from_file(path: str | Path, brain: str, spaces: Sequence[str], *,
+                              folds: int = 5, alphas=None, n_iter: int = 100, seed: int = 0,
+                              device: str | None = None, n_splits: int = 100,
+                              out: str | Path | None = None,
+                              stream_kernels: bool | None = None) -> xr.Dataset:
+    """Banded ridge over 2–6 layers of an activation file (each a feature space, a wide one read
+    as its streamed kernel): each space's unique and shared held-out variance per neuroid,
+    noise-corrected with repetitions (:func:`neuroalign.analysis.banded.banded_encoding`).
+    Arguments as :func:`encoding_from_file`; ``spaces``: the layer names; ``n_iter``: the
+    random search's draws."""
+    from neuroalign.analysis.banded import banded_encoding
+
+    if isinstance(spaces, str) or len(spaces) < 2:
+        raise ValueError(f"{path}: a banded model needs 2 to 6 layers as spaces; got {spaces!r}")
+    return _encoding_run(banded_encoding, path, brain, spaces, stream_kernels, out, folds=folds,
+                         alphas=alphas, n_iter=n_iter, seed=seed, device=device,
+                         n_splits=n_splits)
+
+
+def _encoding_run(analysis, path, brain, layers, stream_kernels, out, **kw) -> xr.Dataset:
+    from neuroalign.analysis.encoding_kernels import encoding_features
+    from neuroalign.data.registry import load_brain_responses
+
+    responses = load_brain_responses(brain)
+    tree = open_activations(path, chunks=None)
+    try:
+        names = _chosen_layers(tree, path, layers)
+    finally:
+        tree.close()
+    ids, features = encoding_features(path, names, stream_kernels)
+    ds = analysis(features, responses, stimulus_id=ids, **kw)
+    ds.attrs.update(activations=str(path), brain=str(brain))
+    if out is not None:
+        save_results(ds, out)
+    return ds
 
 
 def save_results(ds: xr.Dataset, out: str | Path) -> Path:

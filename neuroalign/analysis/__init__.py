@@ -1,5 +1,5 @@
 """Analyses of layer activations: decorrelation and dimensionality, linear probes, RSA, CKA,
-variance partitioning, plots.
+variance partitioning, encoding models (ridge, banded ridge) and noise ceilings, plots.
 
 Every function takes plain arrays (n_stimuli, n_features, ...) — numpy, torch or xarray — or
 `activations`, a mapping {layer_name: array}, for the layerwise versions, and returns numbers, rsatoolbox RDMs or
@@ -20,6 +20,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from neuroalign.analysis.banded import BandedRidgeEncoder, banded_encoding
     from neuroalign.analysis.cka import cka_from_grams, cka_matrix, gram, linear_cka
     from neuroalign.analysis.decorrelation import (
         bootstrap_decorrelation,
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
         layerwise_decorrelation,
         participation_ratio,
     )
-    from neuroalign.analysis.encoding import RidgeEncoder, layerwise_encoding
+    from neuroalign.analysis.encoding import RidgeEncoder, encoding_folds, layerwise_encoding
+    from neuroalign.analysis.encoding_kernels import LinearKernel, layer_kernel, linear_kernel
     from neuroalign.analysis.partitioning import commonality, r_squared, variance_partitioning
     from neuroalign.analysis.probes import LinearProbe, SklearnProbe, layerwise_probe
     from neuroalign.analysis.rdms import RDM_METHODS, calc_rdm, calc_rdms, match_stimuli
@@ -56,6 +58,15 @@ if TYPE_CHECKING:
 # (a dask worker unpickling a task of `dask_gram`, say) does not import scikit-learn,
 # himalaya and matplotlib with it.
 _LAZY = {
+    "BandedRidgeEncoder": "neuroalign.analysis.banded",
+    "banded_encoding": "neuroalign.analysis.banded",
+    "encoding_folds": "neuroalign.analysis.encoding",
+    "LinearKernel": "neuroalign.analysis.encoding_kernels",
+    "layer_kernel": "neuroalign.analysis.encoding_kernels",
+    "linear_kernel": "neuroalign.analysis.encoding_kernels",
+    "plot_banded_encoding": "neuroalign.analysis.plots",
+    "plot_encoding_pairs": "neuroalign.analysis.plots",
+    "plot_layerwise_encoding": "neuroalign.analysis.plots",
     "cka_from_grams": "neuroalign.analysis.cka",
     "cka_matrix": "neuroalign.analysis.cka",
     "gram": "neuroalign.analysis.cka",
@@ -109,9 +120,12 @@ __all__ = [
     "RDM_METHODS",
     "RESAMPLE",
     "TESTS",
+    "BandedRidgeEncoder",
+    "LinearKernel",
     "LinearProbe",
     "RidgeEncoder",
     "SklearnProbe",
+    "banded_encoding",
     "bootstrap_decorrelation",
     "bootstrap_rsa",
     "bootstrap_samples",
@@ -125,20 +139,26 @@ __all__ = [
     "decorrelation_reference",
     "decorrelation_torch",
     "difference_test",
+    "encoding_folds",
     "feature_chunks",
     "gram",
     "layer_chunks",
+    "layer_kernel",
     "layerwise_decorrelation",
     "layerwise_encoding",
     "layerwise_probe",
     "layerwise_rsa",
     "linear_cka",
+    "linear_kernel",
     "match_stimuli",
     "ncsnr",
     "ncsnr_ceiling",
     "noise_ceiling",
     "noise_ceilings",
     "participation_ratio",
+    "plot_banded_encoding",
+    "plot_encoding_pairs",
+    "plot_layerwise_encoding",
     "plot_layerwise_metric",
     "plot_layerwise_rsa",
     "plot_partitioning",

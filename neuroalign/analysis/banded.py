@@ -39,9 +39,11 @@ from neuroalign.analysis.encoding import (
     _targets,
     encoding_folds,
     pearson_r,
+    with_ceilings,
 )
+from neuroalign.analysis.encoding_kernels import LinearKernel, kernel_fit_predict, linear_kernel
 
-__all__ = ["MAX_SPACES", "BandedRidgeEncoder", "banded_encoding"]
+__all__ = ["MAX_SPACES", "BandedRidgeEncoder", "banded_encoding", "banded_kernel_fit_predict"]
 
 #: the most feature spaces a banded model takes (the random search grows with them)
 MAX_SPACES = 6
@@ -98,16 +100,11 @@ class BandedRidgeEncoder(BaseEstimator):
         cv = KFold(self.inner_folds, shuffle=True, random_state=self.seed)
         with _himalaya_backend(self.device) as backend:
             if kernel:
-                from himalaya.kernel_ridge import MultipleKernelRidgeCV
-
-                model = MultipleKernelRidgeCV(kernels="precomputed", solver_params=params, cv=cv,
-                                              random_state=self.seed)
-                model.fit(np.stack([x @ x.T for x in xc]), yc)
-                dual = np.asarray(backend.to_numpy(model.dual_coef_), dtype=np.float64)
-                weights = np.exp(np.asarray(backend.to_numpy(model.deltas_), dtype=np.float64))
+                dual, deltas = _fit_kernels(np.stack([x @ x.T for x in xc]), yc, params, cv,
+                                            self.seed, backend)
                 # space i's primal weights: its kernel weight times X_iᵀ dual_coef
                 self.coefs_ = [x.T.astype(np.float64) @ dual * w
-                               for x, w in zip(xc, weights, strict=True)]
+                               for x, w in zip(xc, np.exp(deltas), strict=True)]
             else:
                 from himalaya.ridge import BandedRidgeCV
 
@@ -117,7 +114,7 @@ class BandedRidgeEncoder(BaseEstimator):
                 model.fit(xc, yc)
                 coef = np.asarray(backend.to_numpy(model.coef_), dtype=np.float64)
                 self.coefs_ = np.split(coef, np.cumsum([x.shape[1] for x in xc])[:-1])
-            deltas = np.asarray(backend.to_numpy(model.deltas_), dtype=np.float64)
+                deltas = np.asarray(backend.to_numpy(model.deltas_), dtype=np.float64)
         self.band_alphas_ = np.exp(-deltas)
         self.intercept_ = y_mean
         return self
@@ -129,6 +126,47 @@ class BandedRidgeEncoder(BaseEstimator):
             (_as_2d(x, f"space {i}").astype(np.float64, copy=False) - m) @ c
             for i, (x, m, c) in enumerate(zip(xs, self.means_, self.coefs_, strict=True))])
         return parts if split else parts.sum(axis=0) + self.intercept_
+
+
+def _fit_kernels(kernels: np.ndarray, yc: np.ndarray, params: dict, cv, seed: int, backend
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(dual coefficients, deltas (n_spaces, n_targets)) of himalaya's
+    ``MultipleKernelRidgeCV`` on precomputed (n_spaces, n, n) kernels and centred targets."""
+    from himalaya.kernel_ridge import MultipleKernelRidgeCV
+
+    model = MultipleKernelRidgeCV(kernels="precomputed", solver_params=params, cv=cv,
+                                  random_state=seed)
+    model.fit(kernels, yc)
+    return (np.asarray(backend.to_numpy(model.dual_coef_), dtype=np.float64),
+            np.asarray(backend.to_numpy(model.deltas_), dtype=np.float64))
+
+
+def banded_kernel_fit_predict(kernels: Sequence[LinearKernel], y: np.ndarray, train: np.ndarray,
+                              test: np.ndarray, alphas=None, n_iter: int = 100,
+                              inner_folds: int = 5, device: str | None = None, seed: int = 0
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(each space's part of the predictions of the ``test`` rows (n_spaces, n_test,
+    n_targets), band penalties (n_spaces, n_targets), intercepts (n_targets,)) of banded ridge
+    in the dual form from the spaces' n × n kernels (each centred on the ``train`` rows), as
+    :class:`BandedRidgeEncoder` with ``solver="kernel"`` fits the spaces' features."""
+    from neuroalign.analysis.encoding_kernels import _centred
+
+    train, test = np.flatnonzero(train), np.flatnonzero(test)
+    if not 2 <= inner_folds <= len(train):
+        raise ValueError(f"inner_folds must be between 2 and the {len(train)} training stimuli; "
+                         f"got {inner_folds}")
+    dtype = np.float64 if device is None else np.float32
+    y_mean = y[train].mean(axis=0)
+    params = {"alphas": np.asarray(ALPHAS if alphas is None else alphas, dtype=np.float64),
+              "n_iter": n_iter, "progress_bar": False}
+    cv = KFold(inner_folds, shuffle=True, random_state=seed)
+    with _himalaya_backend(device) as backend:
+        dual, deltas = _fit_kernels(
+            np.stack([_centred(k.gram, train, train) for k in kernels]).astype(dtype),
+            (y[train] - y_mean).astype(dtype), params, cv, seed, backend)
+    parts = np.stack([(_centred(k.gram, test, train) @ dual) * np.exp(d)
+                      for k, d in zip(kernels, deltas, strict=True)])
+    return parts, np.exp(-deltas), y_mean
 
 
 def _oof(fit_predict, n: int, fold: np.ndarray, folds: int) -> np.ndarray:
@@ -143,7 +181,7 @@ def _oof(fit_predict, n: int, fold: np.ndarray, folds: int) -> np.ndarray:
 
 
 def banded_encoding(
-    spaces: Mapping[str, np.ndarray],
+    spaces: Mapping[str, np.ndarray | LinearKernel],
     responses,
     *,
     stimulus_id: Sequence[str] | np.ndarray | None = None,
@@ -154,12 +192,16 @@ def banded_encoding(
     solver: str = "auto",
     seed: int = 0,
     device: str | None = None,
+    n_splits: int = 100,
 ) -> xr.Dataset:
     """Per-neuroid unique and shared held-out variance of 2–6 feature spaces (module docstring).
 
     Args:
-        spaces: {name: (presentation, ...) array}, rows in ``stimulus_id`` order.
-        responses, stimulus_id, folds, seed: as
+        spaces: {name: (presentation, ...) array or
+            :class:`~neuroalign.analysis.encoding_kernels.LinearKernel`}, rows in
+            ``stimulus_id`` order. With a kernel among them, or when the dual form is chosen
+            (``solver``), every space is fitted from its n × n kernel, computed once.
+        responses, stimulus_id, folds, seed, n_splits: as
             :func:`~neuroalign.analysis.encoding.layerwise_encoding` (the same outer folds).
         alphas, n_iter, inner_folds, solver, device: as :class:`BandedRidgeEncoder` (the
             models without a space that have one space left are :class:`RidgeEncoder` fits).
@@ -167,28 +209,43 @@ def banded_encoding(
     Returns:
         Dataset with ``r2_split``, ``r2_unique``, ``r2_without`` (space, neuroid),
         ``band_alpha`` (space, fold, neuroid), ``r_joint``, ``r2_joint``, ``r2_shared``,
-        ``r2_split_intercept`` (neuroid), ``solver`` (the joint model's), ``fold`` (presentation), ``stimulus_id``.
+        ``r2_split_intercept`` (neuroid), ``solver`` (the joint model's), ``fold``
+        (presentation), ``stimulus_id``; with repetitions also the ceilings and each score
+        noise-corrected (``<name>_corrected``: R² values over the NCSNR ceiling, ``r_joint``
+        over √ split-half reliability), as ``layerwise_encoding``.
     """
     names = list(spaces)
     if not 2 <= len(names) <= MAX_SPACES:
         raise ValueError(f"banded_encoding takes 2 to {MAX_SPACES} feature spaces; got {len(names)}")
-    y, _, coords = _targets(responses, stimulus_id)
+    if solver not in ("auto", "primal", "kernel"):
+        raise ValueError(f"solver must be 'auto', 'primal' or 'kernel'; got {solver!r}")
+    y, trials, coords = _targets(responses, stimulus_id)
     n = len(y)
-    xs = [_as_2d(spaces[s], f"space {s!r}") for s in names]
-    for s, x in zip(names, xs, strict=True):
-        if len(x) != n:
-            raise ValueError(f"space {s!r} has {len(x)} stimuli; the responses have {n}")
+    for s in names:
+        if len(spaces[s]) != n:
+            raise ValueError(f"space {s!r} has {len(spaces[s])} stimuli; the responses have {n}")
     fold = encoding_folds(n, folds, seed)
+    xs: list = [v if isinstance(v, LinearKernel) else np.asarray(v).reshape(n, -1)
+                for v in spaces.values()]
+    n_features = sum(x.n_features if isinstance(x, LinearKernel) else x.shape[1] for x in xs)
+    kernel = (solver == "kernel" or any(isinstance(x, LinearKernel) for x in xs)
+              or (solver == "auto" and 2 * n_features > int((fold != 0).sum())))
+    xs = [x if isinstance(x, LinearKernel) else
+          linear_kernel(x, name=f"space {s!r}") if kernel else _as_2d(x, f"space {s!r}")
+          for s, x in zip(names, xs, strict=True)]
     band = np.empty((len(names), folds, y.shape[1]))
     intercepts = np.empty_like(y)
-    solvers = []
+    kw = {"alphas": alphas, "n_iter": n_iter, "inner_folds": inner_folds, "device": device,
+          "seed": seed + 1}
 
     def joint(train, test, k):
-        model = BandedRidgeEncoder(alphas, n_iter, inner_folds, solver, device, seed + 1).fit(
-            [x[train] for x in xs], y[train])
+        if kernel:
+            parts, band[:, k], intercepts[test] = banded_kernel_fit_predict(xs, y, train, test,
+                                                                           **kw)
+            return parts
+        model = BandedRidgeEncoder(solver="primal", **kw).fit([x[train] for x in xs], y[train])
         band[:, k] = model.band_alphas_
         intercepts[test] = model.intercept_
-        solvers.append(model.solver_)
         return model.predict([x[test] for x in xs], split=True)
 
     parts = _oof(joint, n, fold, folds)
@@ -199,10 +256,16 @@ def banded_encoding(
         rest = [x for j, x in enumerate(xs) if j != i]
 
         def reduced(train, test, k, rest=rest):
+            if len(rest) == 1 and kernel:
+                return kernel_fit_predict(rest[0], y, train, test, alphas, inner_folds, device,
+                                          seed + 1)[0]
             if len(rest) == 1:
-                model = RidgeEncoder(alphas, inner_folds, solver, device, seed + 1)
+                model = RidgeEncoder(alphas, inner_folds, "primal", device, seed + 1)
                 return model.fit(rest[0][train], y[train]).predict(rest[0][test])
-            return BandedRidgeEncoder(alphas, n_iter, inner_folds, solver, device, seed + 1).fit(
+            if kernel:
+                split, _, offset = banded_kernel_fit_predict(rest, y, train, test, **kw)
+                return split.sum(axis=0) + offset
+            return BandedRidgeEncoder(solver="primal", **kw).fit(
                 [x[train] for x in rest], y[train]).predict([x[test] for x in rest])
 
         without[i] = _r2(y, _oof(reduced, n, fold, folds))
@@ -213,7 +276,7 @@ def banded_encoding(
            else np.asarray(responses["stimulus_id"].values).astype(str)
            if isinstance(responses, xr.DataArray) else np.arange(n).astype(str))
     sn = ("space", "neuroid")
-    return xr.Dataset(
+    out = xr.Dataset(
         {
             "r2_split": (sn, r2_split, {"long_name": "space's share of the joint held-out R² "
                                         "(product measure)"}),
@@ -231,6 +294,8 @@ def banded_encoding(
         },
         coords={"space": names, "stimulus_id": ("presentation", ids), **coords},
         attrs={"folds": folds, "inner_folds": inner_folds, "n_iter": n_iter, "seed": seed,
-               "solver": solvers[-1],
+               "solver": "kernel" if kernel else "primal",
                "alphas": np.asarray(ALPHAS if alphas is None else alphas, dtype=np.float64)},
     )
+    return with_ceilings(out, trials, n_splits, seed, r=["r_joint"],
+                         r2=["r2_joint", "r2_unique", "r2_shared", "r2_split"])

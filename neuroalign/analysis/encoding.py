@@ -34,7 +34,8 @@ from sklearn.model_selection import KFold
 if TYPE_CHECKING:
     from neuroalign.analysis.encoding_kernels import LinearKernel
 
-__all__ = ["ALPHAS", "SOLVERS", "RidgeEncoder", "encoding_folds", "layerwise_encoding", "pearson_r"]
+__all__ = ["ALPHAS", "SOLVERS", "RidgeEncoder", "encoding_folds", "layerwise_encoding", "pearson_r",
+           "with_ceilings"]
 
 #: The default grid of ridge penalties: 10⁻² … 10¹⁰, 25 values log-spaced.
 ALPHAS = np.logspace(-2, 10, 25)
@@ -93,7 +94,9 @@ class RidgeEncoder(BaseEstimator):
         seed: the seed of the inner folds.
 
     Attributes (after ``fit``): ``best_alphas_`` (n_targets,), ``solver_`` (``"primal"`` or
-    ``"kernel"``), ``coef_`` (n_features, n_targets), ``intercept_`` (n_targets,).
+    ``"kernel"``), ``mean_`` (n_features,), ``coef_`` (n_features, n_targets),
+    ``intercept_`` (n_targets,); in the kernel form also ``dual_coef_`` (n_train, n_targets)
+    and ``X_fit_`` (the training features, not copied), from which ``predict`` works.
     """
 
     def __init__(self, alphas=None, inner_folds: int = 5, solver: str = "auto",
@@ -108,7 +111,9 @@ class RidgeEncoder(BaseEstimator):
         """Fit on features ``x`` (n_stimuli, n_features) and targets ``y`` (n_stimuli, n_targets)."""
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
-        x, y = _as_2d(x, "x"), _as_2d(y, "y")
+        x = np.asarray(x)
+        x = x.reshape(len(x), -1) if x.ndim != 2 else x
+        y = _as_2d(y, "y")
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} stimuli but y has {len(y)}")
         if self.inner_folds > len(x) or self.inner_folds < 2:
@@ -118,40 +123,74 @@ class RidgeEncoder(BaseEstimator):
         kernel = self.solver == "kernel" or (self.solver == "auto" and 2 * x.shape[1] > len(x))
         self.solver_ = "kernel" if kernel else "primal"
         alphas = np.asarray(ALPHAS if self.alphas is None else self.alphas, dtype=np.float64)
-        cv = KFold(self.inner_folds, shuffle=True, random_state=self.seed)
-        dtype = np.float64 if self.device is None else np.float32
         # ridge with an intercept does not change when features are centred; centring keeps
         # the float32 kernel well conditioned
-        mean = x.mean(axis=0, dtype=np.float64)
-        x = x - mean
+        self.mean_ = x.mean(axis=0, dtype=np.float64)
+        if kernel:
+            # the n × n kernel from feature chunks (checked for NaN through its diagonal), fitted
+            # in the dual form; predictions are kernel rows times the dual coefficients, so the
+            # (n_features, n_targets) primal weights are formed only if coef_ is asked for
+            from neuroalign.analysis.encoding_kernels import _centred, fit_dual, linear_kernel
+
+            gram = linear_kernel(x).gram
+            every = np.arange(len(x))
+            self.dual_coef_, self._intercept, self.best_alphas_ = fit_dual(
+                _centred(gram, every, every), y, alphas, self.inner_folds, self.device,
+                self.seed)
+            self.X_fit_ = x
+            return self
+        x = _as_2d(x, "x") - self.mean_
+        dtype = np.float64 if self.device is None else np.float32
+        cv = KFold(self.inner_folds, shuffle=True, random_state=self.seed)
         with _himalaya_backend(self.device) as backend:
-            if kernel:
-                from himalaya.kernel_ridge import KernelRidgeCV
+            from himalaya.ridge import RidgeCV
 
-                model = KernelRidgeCV(alphas=alphas, kernel="linear", fit_intercept=True, cv=cv,
-                                      warn=False)
-            else:
-                from himalaya.ridge import RidgeCV
-
-                model = RidgeCV(alphas=alphas, fit_intercept=True, cv=cv,
-                                solver_params={"warn": False})
+            model = RidgeCV(alphas=alphas, fit_intercept=True, cv=cv,
+                            solver_params={"warn": False})
             model.fit(x.astype(dtype, copy=False), y.astype(dtype, copy=False))
             best = np.asarray(backend.to_numpy(model.best_alphas_), dtype=np.float64)
             # himalaya hands back the grid values up to rounding: report the grid's own
             nearest = np.abs(np.log(best)[:, None] - np.log(alphas)[None, :]).argmin(axis=1)
             self.best_alphas_ = alphas[nearest]
             intercept = np.asarray(backend.to_numpy(model.intercept_), dtype=np.float64)
-            if kernel:  # the primal weights of a linear kernel: X_train' dual_coef
-                dual = np.asarray(backend.to_numpy(model.dual_coef_), dtype=np.float64)
-                self.coef_ = x.T.astype(np.float64) @ dual
-            else:
-                self.coef_ = np.asarray(backend.to_numpy(model.coef_), dtype=np.float64)
-        self.intercept_ = np.broadcast_to(intercept, (y.shape[1],)) - mean @ self.coef_
+            self._coef = np.asarray(backend.to_numpy(model.coef_), dtype=np.float64)
+        self._intercept = np.broadcast_to(intercept, (y.shape[1],))
         return self
+
+    def _centred_chunks(self, chunk_size: int = 4096):
+        """(feature slice, the training features' chunk centred on their mean, float64)."""
+        for start in range(0, len(self.mean_), chunk_size):
+            s = slice(start, start + chunk_size)
+            yield s, self.X_fit_[:, s] - self.mean_[s]
+
+    @property
+    def coef_(self) -> np.ndarray:
+        """(n_features, n_targets) primal weights, float64 (in the kernel form computed from the
+        training features and dual coefficients on each access)."""
+        if self.solver_ == "primal":
+            return self._coef
+        coef = np.empty((len(self.mean_), self.dual_coef_.shape[1]))
+        for s, train in self._centred_chunks():
+            coef[s] = train.T @ self.dual_coef_
+        return coef
+
+    @property
+    def intercept_(self) -> np.ndarray:
+        """(n_targets,) the intercept on the uncentred features."""
+        return self._intercept - self.mean_ @ self.coef_
 
     def predict(self, x) -> np.ndarray:
         """Predicted targets (n_stimuli, n_targets), float64."""
-        return _as_2d(x, "x").astype(np.float64, copy=False) @ self.coef_ + self.intercept_
+        x = _as_2d(x, "x")
+        if x.shape[1] != len(self.mean_):
+            raise ValueError(f"x has {x.shape[1]} features; the model was fitted on "
+                             f"{len(self.mean_)}")
+        if self.solver_ == "primal":
+            return (x - self.mean_) @ self._coef + self._intercept
+        cross = np.zeros((len(x), len(self.X_fit_)))
+        for s, train in self._centred_chunks():  # the kernel rows of x against the training set
+            cross += (x[:, s] - self.mean_[s]) @ train.T
+        return cross @ self.dual_coef_ + self._intercept
 
     def score(self, x, y) -> float:
         """The mean over targets of R² on (x, y) (scikit-learn's regressor convention)."""
@@ -244,10 +283,10 @@ def layerwise_encoding(
         ``r_corrected``, ``r2_corrected`` (layer, neuroid) and the ceilings of
         :func:`neuroalign.analysis.reliability.noise_ceilings` (neuroid).
     """
-    from neuroalign.analysis.reliability import noise_ceilings
-
     if not activations:
         raise ValueError("activations is empty: no layer to fit")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}")
     y, trials, coords = _targets(responses, stimulus_id)
     n = len(y)
     fold = encoding_folds(n, folds, seed)
@@ -256,13 +295,22 @@ def layerwise_encoding(
     r, r2 = np.empty(shape), np.empty(shape)
     chosen = np.empty((len(layers), folds, y.shape[1]))
     solvers = []
-    from neuroalign.analysis.encoding_kernels import LinearKernel, kernel_fit_predict
+    from neuroalign.analysis.encoding_kernels import LinearKernel, kernel_fit_predict, linear_kernel
 
+    n_train = int((fold != 0).sum())
     for li, layer in enumerate(layers):
         value = activations[layer]
-        x = value if isinstance(value, LinearKernel) else _as_2d(value, f"layer {layer!r}")
-        if len(x) != n:
-            raise ValueError(f"layer {layer!r} has {len(x)} stimuli; the responses have {n}")
+        if len(value) != n:
+            raise ValueError(f"layer {layer!r} has {len(value)} stimuli; the responses have {n}")
+        x = value
+        if not isinstance(value, LinearKernel):
+            x = np.asarray(value)
+            x = x.reshape(n, -1) if x.ndim != 2 else x
+            if solver == "kernel" or (solver == "auto" and 2 * x.shape[1] > n_train):
+                # one n × n kernel for every fold (each fold centres its own slices)
+                x = linear_kernel(x, name=f"layer {layer!r}")
+            else:
+                x = _as_2d(x, f"layer {layer!r}")
         predicted = np.empty_like(y)
         for k in range(folds):
             train, test = fold != k, fold == k
@@ -270,7 +318,7 @@ def layerwise_encoding(
                 predicted[test], chosen[li, k] = kernel_fit_predict(
                     x, y, train, test, alphas, inner_folds, device, seed + 1)
                 continue
-            model = RidgeEncoder(alphas, inner_folds, solver, device, seed + 1).fit(
+            model = RidgeEncoder(alphas, inner_folds, "primal", device, seed + 1).fit(
                 x[train], y[train])
             predicted[test] = model.predict(x[test])
             chosen[li, k] = model.best_alphas_
@@ -295,14 +343,26 @@ def layerwise_encoding(
         attrs={"folds": folds, "inner_folds": inner_folds, "seed": seed,
                "alphas": np.asarray(ALPHAS if alphas is None else alphas, dtype=np.float64)},
     )
+    return with_ceilings(out, trials, n_splits, seed, r=["r"], r2=["r2"])
+
+
+def with_ceilings(out: xr.Dataset, trials, n_splits: int, seed: int, r: Sequence[str],
+                  r2: Sequence[str]) -> xr.Dataset:
+    """``out`` with the noise ceilings of the ``trials`` (neuroid) and each variable of ``r``
+    divided by √(split-half reliability), each of ``r2`` by the NCSNR ceiling (as a fraction),
+    as ``<name>_corrected``; without trials (None) it says so in ``noise_ceiling``."""
+    from neuroalign.analysis.reliability import noise_ceilings
+
     if trials is None:
         out.attrs["noise_ceiling"] = "none: the responses have no repetitions"
         return out
     ceilings = noise_ceilings(trials, n_splits=n_splits, seed=seed)
     out = out.merge(ceilings.drop_vars(list(ceilings.coords)))
-    out["r_corrected"] = out["r"] / np.sqrt(out["split_half_reliability"])
-    out["r_corrected"].attrs["long_name"] = "r / sqrt(split-half reliability)"
-    out["r2_corrected"] = out["r2"] / (out["ncsnr_ceiling"] / 100)
-    out["r2_corrected"].attrs["long_name"] = "R² / (NCSNR ceiling / 100)"
+    for name in r:
+        out[f"{name}_corrected"] = out[name] / np.sqrt(out["split_half_reliability"])
+        out[f"{name}_corrected"].attrs["long_name"] = f"{name} / sqrt(split-half reliability)"
+    for name in r2:
+        out[f"{name}_corrected"] = out[name] / (out["ncsnr_ceiling"] / 100)
+        out[f"{name}_corrected"].attrs["long_name"] = f"{name} / (NCSNR ceiling / 100)"
     out.attrs["noise_ceiling"] = "split-half (Spearman-Brown) and NCSNR, from the repetitions"
     return out

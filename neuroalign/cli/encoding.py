@@ -24,6 +24,12 @@ def add_encode(sub):
                    help=f"responses: {', '.join(RESPONSE_DATA)}, or a responses netCDF "
                         "(presentation × neuroid [× repetition]); default cowley-v4")
     p.add_argument("--layers", nargs="+", help="layers to fit (default: all in the file)")
+    p.add_argument("--spaces", nargs="+", metavar="LAYER",
+                   help="fit one banded ridge model over these 2-6 layers (feature spaces) "
+                        "instead of one model per layer: each space's unique and shared "
+                        "held-out variance (--figure draws them)")
+    p.add_argument("--n-iter", type=int, default=100,
+                   help="random-search draws of the spaces' weights with --spaces (default 100)")
     p.add_argument("--folds", type=int, default=5, help="outer folds over stimuli (default 5)")
     p.add_argument("--alphas", type=float, nargs="+",
                    help="ridge penalties (default 25 values log-spaced from 1e-2 to 1e10)")
@@ -33,7 +39,8 @@ def add_encode(sub):
                         "numpy in float64")
     p.add_argument("--out", type=Path, help="write the results dataset to this netCDF file")
     p.add_argument("--figure", type=Path,
-                   help="write the layerwise median score figure (PNG; an SVG beside it)")
+                   help="write the layerwise median score figure (with --spaces: each space's "
+                        "unique and the shared variance; PNG, an SVG beside it)")
     p.add_argument("--compare-layers", nargs=2, metavar=("A", "B"),
                    help="two fitted layers whose per-neuroid scores --figure-pairs plots")
     p.add_argument("--figure-pairs", type=Path,
@@ -44,7 +51,6 @@ def add_encode(sub):
 
 def _run_encode(args):
     from neuroalign import workflows
-    from neuroalign.encoding_files import encoding_from_file
 
     device = args.device
     if device == "auto":
@@ -59,8 +65,15 @@ def _run_encode(args):
             raise ValueError(f"--compare-layers {absent} are not among --layers {args.layers}")
     if args.alphas is not None and any(a <= 0 for a in args.alphas):
         raise ValueError(f"--alphas must be positive; got {args.alphas}")
-    ds = encoding_from_file(args.activations, args.brain, args.layers, folds=args.folds,
-                            alphas=None if args.alphas is None else np.asarray(args.alphas),
+    alphas = None if args.alphas is None else np.asarray(args.alphas)
+    if args.spaces is not None:
+        if args.layers or args.compare_layers:
+            raise ValueError("--spaces fits one banded model over its layers: give it without "
+                             "--layers and --compare-layers")
+        _run_banded(args, alphas, device)
+        return
+    ds = workflows.encoding_from_file(args.activations, args.brain, args.layers, folds=args.folds,
+                            alphas=alphas,
                             seed=args.seed, device=device, out=args.out)
     summary = ds[["r", "r2"] + (["r_corrected"] if "r_corrected" in ds else [])].median("neuroid")
     print("median over neuroids")
@@ -82,4 +95,26 @@ def _run_encode(args):
 
         for path in plot_encoding_pairs(ds, tuple(args.compare_layers), args.figure_pairs,
                                         title=f"{args.brain}"):
+            print(f"figure: {path}")
+
+
+def _run_banded(args, alphas, device) -> None:
+    from neuroalign import workflows
+
+    ds = workflows.banded_encoding_from_file(
+        args.activations, args.brain, args.spaces, folds=args.folds, alphas=alphas,
+        n_iter=args.n_iter, seed=args.seed, device=device, out=args.out)
+    names = ["r2_unique", "r2_split"] + (["r2_unique_corrected"] if "r2_unique_corrected" in ds
+                                         else [])
+    print("median over neuroids")
+    print(workflows.format_table(ds[names].median("neuroid"), names, dim="space"))
+    joint = ["r_joint", "r2_joint", "r2_shared"]
+    joint += [f"{v}_corrected" for v in ("r2_joint", "r2_shared") if f"{v}_corrected" in ds]
+    print("joint model: " + ", ".join(f"median {v} {float(ds[v].median()):.4g}" for v in joint))
+    if args.out:
+        print(f"results: {args.out}")
+    if args.figure:
+        from neuroalign.analysis.plots.encoding import plot_banded_encoding
+
+        for path in plot_banded_encoding(ds, args.figure, title=f"{args.brain}"):
             print(f"figure: {path}")

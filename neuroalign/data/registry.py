@@ -119,16 +119,32 @@ def brain_description(name: str, n_subjects: int) -> str:
     return f"{what}, {n_subjects} subjects"
 
 
+def _cv_suffix(name: str) -> tuple[str, str | None]:
+    """(file, method) of ``FILE:METHOD`` with a cross-validated RDM method, else (name, None)."""
+    from neuroalign.data.responses import CV_RDM_METHODS
+
+    path, _, method = name.rpartition(":")
+    return (path, method) if path and method in CV_RDM_METHODS else (name, None)
+
+
 def load_brain_rdms(name: str):
     """(RDMs, subject descriptor) of a registered brain data set, an rsatoolbox RDMs file
-    (``.hdf5``, ``.h5``, ``.pkl``) or a responses netCDF (``.nc``).
+    (``.hdf5``, ``.h5``, ``.pkl``) or a responses netCDF (``.nc``); ``FILE:crossnobis`` or
+    ``FILE:cv-euclidean`` gives the cross-validated RDMs of a responses file with a
+    ``repetition`` dim (any format :func:`neuroalign.data.assemblies.read_assembly` reads).
 
     Files: the subject descriptor is ``subject`` when the RDMs have one, else None.
     """
     if name in BRAIN_DATA:
         entry = BRAIN_DATA[name]
         return entry.loader(), entry.subject
-    if name.endswith(".nc"):
+    path, cv_method = _cv_suffix(name)
+    if cv_method is not None:
+        from neuroalign.data.assemblies import read_assembly
+        from neuroalign.data.responses import response_rdms
+
+        rdms = response_rdms(read_assembly(path), cv_method, name=Path(path).stem)
+    elif name.endswith(".nc"):
         from neuroalign.data.responses import load_responses
 
         rdms = load_responses(name)
@@ -139,7 +155,8 @@ def load_brain_rdms(name: str):
         raise ValueError(
             f"Unknown brain data {name!r}; valid names: {', '.join(BRAIN_DATA)}, the path of an "
             "rsatoolbox RDMs file, or a responses netCDF (presentation × neuroid, 'region' "
-            "coord)." + (f" Did you mean {close[0]!r}?" if close else "")
+            "coord; FILE:crossnobis or FILE:cv-euclidean with repetitions)."
+            + (f" Did you mean {close[0]!r}?" if close else "")
         )
     return rdms, "subject" if "subject" in rdms.rdm_descriptors else None
 

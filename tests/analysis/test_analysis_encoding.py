@@ -43,6 +43,11 @@ def test_primal_and_dual_agree_and_auto_picks_by_shape():
         dual = RidgeEncoder(solver="kernel").fit(x, y)
         np.testing.assert_array_equal(primal.best_alphas_, dual.best_alphas_)
         np.testing.assert_allclose(primal.predict(x_test), dual.predict(x_test), atol=1e-8)
+        # the dual form's primal weights, formed only on request, are the primal form's
+        np.testing.assert_allclose(dual.coef_, primal.coef_, atol=1e-8)
+        np.testing.assert_allclose(dual.intercept_, primal.intercept_, atol=1e-7)
+        np.testing.assert_allclose(x_test @ dual.coef_ + dual.intercept_, dual.predict(x_test),
+                                   atol=1e-8)
         assert RidgeEncoder().fit(x, y).solver_ == expected
 
 
@@ -102,8 +107,12 @@ def test_bad_input():
         layerwise_encoding({"a": x}, make_assembly(flat, ids))
     bad = x.copy()
     bad[0, 0] = np.nan
-    with pytest.raises(ValueError, match="layer 'a' holds 1 NaN"):
-        layerwise_encoding({"a": bad}, responses)
+    with pytest.raises(ValueError, match="layer 'a' holds 1 NaN"):  # primal form
+        layerwise_encoding({"a": bad}, responses, solver="primal")
+    with pytest.raises(ValueError, match="layer 'a' holds NaN or infinite values in 1 stimuli"):
+        layerwise_encoding({"a": bad}, responses, solver="kernel")  # seen in the kernel
+    with pytest.raises(ValueError, match="x holds NaN or infinite values in 1 stimuli"):
+        RidgeEncoder(solver="kernel").fit(bad, y)
     with pytest.raises(ValueError, match="layer 'a' has 29 stimuli"):
         layerwise_encoding({"a": x[:29]}, responses)
 

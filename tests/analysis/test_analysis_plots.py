@@ -387,3 +387,34 @@ def test_plot_encoding_pairs(tmp_path):
     with pytest.raises(ValueError, match="neuroids of the first result are not in the second"):
         plot_encoding_pairs(ds, ("a", "b"), tmp_path / "x.png",
                             other=ds.assign_coords(neuroid_id=("neuroid", [f"m{i}" for i in range(30)])))
+
+
+@pytest.mark.parametrize("corrected", [False, True])
+def test_plot_banded_encoding_bars_are_the_medians(tmp_path, monkeypatch, corrected):
+    import neuroalign.analysis.plots.encoding as encoding_plots
+
+    seen = []
+    real_save = encoding_plots.save_figure
+
+    def save(fig, out):
+        fig.canvas.draw()
+        seen.append((fig, _overlaps(fig)))
+        return real_save(fig, out)
+
+    monkeypatch.setattr(encoding_plots, "save_figure", save)
+    rng = np.random.default_rng(0)
+    spaces = ["encoder.blocks.2", "encoder.blocks.8", "pixels"]
+    ds = xr.Dataset({"r2_unique": (("space", "neuroid"), rng.normal(size=(3, 40))),
+                     "r2_shared": ("neuroid", rng.normal(size=40)),
+                     "r2_joint": ("neuroid", rng.normal(size=40))}, coords={"space": spaces})
+    if corrected:  # the noise-corrected values are drawn when the result has them
+        for name in ("r2_unique", "r2_shared", "r2_joint"):
+            ds[f"{name}_corrected"] = ds[name] * 2
+    suffix = "_corrected" if corrected else ""
+    assert_written(encoding_plots.plot_banded_encoding(ds, tmp_path / "banded"), tmp_path)
+    fig, overlaps = seen[0]
+    assert overlaps == []
+    expected = [*np.median(ds[f"r2_unique{suffix}"].values, axis=1),
+                np.median(ds[f"r2_shared{suffix}"].values), np.median(ds[f"r2_joint{suffix}"].values)]
+    np.testing.assert_allclose([p.get_height() for p in fig.axes[0].patches], expected)
+    assert ("NCSNR" in fig.axes[0].get_ylabel()) == corrected

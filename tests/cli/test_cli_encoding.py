@@ -73,3 +73,58 @@ def test_encode_pairs_options(files, capsys):
     assert main(["encode", str(acts), "--brain", str(responses), "--layers", "good",
                  "--compare-layers", "good", "noise", "--figure-pairs", "p.png"]) == 2
     assert "--compare-layers ['noise'] are not among --layers" in capsys.readouterr().err
+
+
+def test_encode_spaces_fits_one_banded_model_twice_equal(files, tmp_path, capsys):
+    acts, responses, _ = files
+    outs = []
+    for run in range(2):
+        out, figure = tmp_path / f"banded{run}.nc", tmp_path / f"banded{run}.png"
+        assert main(["encode", str(acts), "--brain", str(responses), "--spaces", "good", "noise",
+                     "--folds", "3", "--n-iter", "5", "--alphas", "0.1", "10", "1000", "--out",
+                     str(out), "--figure", str(figure)]) == 0
+        assert figure.is_file() and figure.with_suffix(".svg").is_file()
+        outs.append(xr.load_dataset(out))
+    printed = capsys.readouterr().out
+    assert "r2_unique_corrected" in printed and "joint model: median r_joint" in printed
+    a, b = outs
+    xr.testing.assert_identical(a, b)
+    assert list(a["space"].values) == ["good", "noise"] and a.attrs["solver"] == "kernel"
+    unique = a["r2_unique"].median("neuroid")
+    assert float(unique.sel(space="good")) > 0.5 and -0.15 < float(unique.sel(space="noise")) < 0.05
+    np.testing.assert_allclose(a["r2_joint_corrected"], a["r2_joint"] / (a["ncsnr_ceiling"] / 100))
+    assert main(["encode", str(acts), "--brain", str(responses), "--spaces", "good"]) == 2
+    assert "needs 2 to 6 layers" in capsys.readouterr().err
+    assert main(["encode", str(acts), "--brain", str(responses), "--spaces", "good", "noise",
+                 "--layers", "good"]) == 2
+    assert "--spaces fits one banded model" in capsys.readouterr().err
+
+
+def test_rsa_with_cross_validated_rdms_of_a_responses_file_twice_equal(files, tmp_path, capsys):
+    """``--brain responses.nc:crossnobis``: rsa against the file's crossnobis RDMs."""
+    from neuroalign.data.assemblies import read_assembly
+    from neuroalign.data.responses import response_rdms
+
+    acts, responses, _ = files
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"rsa{run}.nc"
+        assert main(["rsa", str(acts), "--brain", f"{responses}:crossnobis", "--layers", "good",
+                     "--n-boot", "20", "--out", str(out)]) == 0
+        outs.append(xr.load_dataset(out))
+    xr.testing.assert_identical(*outs)
+    # the same as the rsa of the crossnobis RDMs computed here (a plain Spearman of vectors)
+    from scipy.stats import spearmanr
+
+    from neuroalign.analysis.rdms import calc_rdm
+
+    brain = response_rdms(read_assembly(responses), "crossnobis")
+    order = list(brain.pattern_descriptors["stimulus_id"])
+    with xr.open_dataset(acts, group="good") as g:
+        ids = [str(s) for s in xr.open_dataset(acts)["stimulus_id"].values]
+        x = g[list(g.data_vars)[0]].values.reshape(len(ids), -1)
+    model = calc_rdm(x[[ids.index(s) for s in order]].astype(np.float64), order)
+    rho = spearmanr(model.get_vectors()[0], brain.get_vectors()[0])[0]
+    score = [v for v in outs[0].data_vars if outs[0][v].dims == ("layer",)]
+    assert any(np.isclose(float(outs[0][v].values[0]), rho, atol=1e-6) for v in score), (
+        rho, {v: float(outs[0][v].values[0]) for v in score})

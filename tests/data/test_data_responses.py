@@ -195,3 +195,26 @@ def test_response_rdms_bad_input():
     np.testing.assert_allclose(
         response_rdms(da, "correlation").get_vectors(),
         responses_to_rdms(average_repetitions(da)).get_vectors())
+
+
+@pytest.mark.parametrize("method", ["crossnobis", "cv-euclidean"])
+def test_responses_file_with_cv_method_as_brain(tmp_path, method):
+    """``FILE:crossnobis`` / ``FILE:cv-euclidean``: the cross-validated RDMs of a responses file
+    with repetitions, wherever brain RDMs are loaded by name (``--brain``)."""
+    from neuroalign.data.assemblies import write_assembly
+    from neuroalign.data.registry import load_brain_rdms
+    from neuroalign.data.responses import response_rdms
+
+    da = trials(seed=5)
+    path = write_assembly(da, tmp_path / "trials.nc")
+    rdms, subject = load_brain_rdms(f"{path}:{method}")
+    np.testing.assert_allclose(rdms.get_vectors(), response_rdms(da, method).get_vectors(),
+                               atol=1e-12)
+    assert rdms.descriptors["rdm_method"] == method and subject == "subject"
+    assert rdms.rdm_descriptors["dataset"] == ["trials"]
+    # an unknown suffix is not a method: the whole string is taken as a path
+    with pytest.raises(FileNotFoundError):
+        load_brain_rdms(f"{path}:crossnobbis.nc")
+    with pytest.raises(ValueError, match="needs responses with a 'repetition' dim"):
+        load_brain_rdms(f"{write_assembly(da.isel(repetition=0, drop=True), tmp_path / 'one.nc')}"
+                        f":{method}")

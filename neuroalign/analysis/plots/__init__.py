@@ -6,7 +6,11 @@ used, so no display is needed.
 """
 
 
-from neuroalign.analysis.plots.encoding import plot_encoding_pairs, plot_layerwise_encoding
+from neuroalign.analysis.plots.encoding import (
+    plot_banded_encoding,
+    plot_encoding_pairs,
+    plot_layerwise_encoding,
+)
 from neuroalign.analysis.plots.figures import save_figure
 from neuroalign.analysis.plots.layerwise import (
     plot_layerwise_metric,
@@ -17,6 +21,7 @@ from neuroalign.analysis.plots.matrices import plot_partitioning, plot_rsa_matri
 from neuroalign.analysis.plots.rdm import plot_rdm
 
 __all__ = [
+    "plot_banded_encoding",
     "plot_encoding_pairs",
     "plot_layerwise_encoding",
     "plot_layerwise_metric",

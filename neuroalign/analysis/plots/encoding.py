@@ -1,5 +1,6 @@
 """Encoding scores: per layer the median over neuroids with a bootstrap CI and the ceiling;
-per neuroid, the scores of two layers (or models) against each other."""
+per neuroid, the scores of two layers (or models) against each other; a banded model's unique
+and shared variance per space."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from neuroalign.analysis.plots.figures import (
     save_figure,
 )
 
-__all__ = ["median_ci", "plot_encoding_pairs", "plot_layerwise_encoding"]
+__all__ = ["median_ci", "plot_banded_encoding", "plot_encoding_pairs", "plot_layerwise_encoding"]
 
 
 def median_ci(scores: np.ndarray, n_boot: int = 1000, ci: float = 0.95, seed: int = 0):
@@ -115,4 +116,31 @@ def plot_encoding_pairs(
     ax.set_ylabel(f"{yl} ({what})")
     above = int((y > x).sum())
     ax.set_title(title or f"{x.size} neuroids, {above} above the identity line", fontsize=9)
+    return save_figure(fig, out)
+
+
+def plot_banded_encoding(ds: xr.Dataset, out: str | Path, title: str = "") -> list[Path]:
+    """Bars of a banded model (:func:`neuroalign.analysis.banded.banded_encoding`): each space's
+    unique held-out R², the shared R² and the joint R², medians over neuroids with 95% CIs;
+    noise-corrected (fractions of the NCSNR ceiling) when the result has them. Writes
+    ``<out>.png`` and ``<out>.svg``; returns their paths."""
+    corrected = "r2_joint_corrected" in ds
+    suffix = "_corrected" if corrected else ""
+    spaces = [str(v) for v in ds["space"].values]
+    labels = [f"unique\n{s}" for s in spaces] + ["shared", "joint"]
+    values = [ds[f"r2_unique{suffix}"].sel(space=s).values for s in spaces]
+    values += [ds[f"r2_shared{suffix}"].values, ds[f"r2_joint{suffix}"].values]
+    med, lo, hi = median_ci(np.stack(values))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(labels) + 1.0), 3.6))
+    x = np.arange(len(labels))
+    colors = [f"C{i}" for i in range(len(spaces))] + ["0.6", "0.35"]
+    ax.bar(x, med, color=colors, width=0.7)
+    ax.errorbar(x, med, yerr=[med - lo, hi - med], fmt="none", ecolor="k", capsize=3, lw=1)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.axhline(0.0, color="0.7", lw=0.8)
+    if corrected:
+        ax.axhline(1.0, ls=":", color=NOISE_CEILING_COLOR, lw=0.8)
+    ax.set_ylabel("held-out R² / NCSNR ceiling" if corrected else "held-out R²")
+    ax.set_title(title or f"banded ridge ({ds.sizes['neuroid']} neuroids, median and 95% CI)",
+                 fontsize=9)
     return save_figure(fig, out)
