@@ -33,10 +33,12 @@ import numpy as np
 import xarray as xr
 
 __all__ = [
+    "CLIP_FEATURE_KEYS",
     "NPZ_KEYS",
     "TIMELINE_FIELDS",
     "check_movie_responses",
     "make_movie_responses",
+    "read_clip_features",
     "read_movie_responses",
     "run_names",
     "select_runs",
@@ -45,6 +47,8 @@ __all__ = [
 
 #: the timeline's variables on dim ``event`` (``clip_offset`` may be left out: 0)
 TIMELINE_FIELDS = ("event_run", "onset", "duration", "stimulus_id", "clip_offset")
+#: the keys of an ``.npz`` of clip features (:func:`read_clip_features`)
+CLIP_FEATURE_KEYS = ("features", "stimulus_id", "time")
 #: the keys an ``.npz`` movie response holds: required ``bold``, ``run``, ``tr``; the others
 #: are optional (``neuroid_id``/``roi``/``stream``/``subject`` one per neuroid, the timeline's
 #: one per event)
@@ -244,3 +248,41 @@ def write_movie_responses(responses: xr.Dataset, out: str | Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def read_clip_features(path: str | Path, variable: str | None = None) -> dict:
+    """Time-resolved clip features from a file, as {stimulus_id: (times, (n_times, n_features))}
+    for :func:`neuroalign.analysis.timeseries.timeline_features`.
+
+    An ``.npz`` holds :data:`CLIP_FEATURE_KEYS`: ``features`` (presentation, time, ...),
+    ``stimulus_id`` (presentation,) and ``time`` (time,) or (presentation, time), the sample
+    times in seconds within each clip (frame or window centres). A netCDF holds one variable
+    (or ``variable``) with dims ``(presentation, time, ...)``, a ``stimulus_id`` coordinate on
+    ``presentation`` and a ``time`` coordinate in seconds.
+    """
+    from neuroalign.analysis.timeseries import clip_features
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Clip features file {path} does not exist.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                missing = [k for k in CLIP_FEATURE_KEYS if k not in f.files]
+                if missing:
+                    raise ValueError(f"lacks {missing}; clip features hold {CLIP_FEATURE_KEYS}")
+                return clip_features(f["features"], f["stimulus_id"], f["time"])
+        if suffix != ".nc":
+            raise ValueError("clip features are read from .npz or .nc files")
+        with xr.open_dataset(path) as ds:
+            names = [k for k, v in ds.data_vars.items() if v.dims[:2] == ("presentation", "time")]
+            if variable is None and len(names) != 1:
+                raise ValueError(f"expected one variable with dims (presentation, time, ...); "
+                                 f"found {names or 'none'}")
+            da = ds[variable or names[0]].load()
+        if "stimulus_id" not in da.coords or "time" not in da.coords:
+            raise ValueError("needs 'stimulus_id' (presentation) and 'time' coordinates")
+        return clip_features(da.values, da["stimulus_id"].values, da["time"].values)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err

@@ -12,6 +12,7 @@ from neuroalign.data.assemblies import make_assembly
 from neuroalign.data.movies import (
     check_movie_responses,
     make_movie_responses,
+    read_clip_features,
     read_movie_responses,
     run_names,
     select_runs,
@@ -102,3 +103,23 @@ def test_one_response_per_clip_goes_through_rdms_and_encoding():
     assert ds["stimulus_id"].values.tolist() == np.array(ids)[order].tolist()
     rdms = responses_to_rdms(responses)
     assert rdms.pattern_descriptors["stimulus_id"] == ids
+
+
+def test_read_clip_features_npz_and_netcdf(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 2, 2))
+    ids, t = np.array(["a", "b", "c"]), np.arange(5) * 0.25
+    np.savez(tmp_path / "f.npz", features=x, stimulus_id=ids, time=t)
+    xr.Dataset({"layer": (("presentation", "time", "c", "s"), x)},
+               coords={"stimulus_id": ("presentation", ids), "time": t}).to_netcdf(tmp_path / "f.nc")
+    for name in ("f.npz", "f.nc"):
+        got = read_clip_features(tmp_path / name)
+        assert list(got) == ["a", "b", "c"]
+        np.testing.assert_array_equal(got["b"][0], t)
+        np.testing.assert_array_equal(got["b"][1], x[1].reshape(5, 4))
+    np.savez(tmp_path / "g.npz", features=x, stimulus_id=ids)
+    with pytest.raises(ValueError, match=r"g.npz: lacks \['time'\]"):
+        read_clip_features(tmp_path / "g.npz")
+    np.savez(tmp_path / "g.npz", features=x, stimulus_id=ids, time=np.arange(4.0))
+    with pytest.raises(ValueError, match=r"g.npz: times must be \(time,\)"):
+        read_clip_features(tmp_path / "g.npz")
