@@ -101,7 +101,9 @@ def _fit_predict(xs_train, y_train, xs_test, run_train, alphas, n_iter, solver, 
                 model = RidgeCV(alphas=grid, cv=cv, solver_params={"warn": False})
             model.fit(xs_train[0], y_train)
             predicted = model.predict(xs_test[0])
-            chosen = np.asarray(backend.to_numpy(model.best_alphas_), dtype=np.float64)[None]
+            best = np.asarray(backend.to_numpy(model.best_alphas_), dtype=np.float64)
+            # himalaya hands back the grid's values up to rounding: report the grid's own
+            chosen = grid[np.abs(np.log(best)[:, None] - np.log(grid)[None]).argmin(axis=1)][None]
         else:
             params = {"alphas": grid, "n_iter": n_iter, "progress_bar": False}
             if kernel:
@@ -124,7 +126,8 @@ def _fit_predict(xs_train, y_train, xs_test, run_train, alphas, n_iter, solver, 
 
 
 def _prepared(responses, features: Mapping, delays, test_runs):
-    """z-scored bold, runs, splits, the rows scored (and repeats), and each space's design."""
+    """The checked responses, z-scored bold, runs, splits, the repeated test runs' rows
+    (repetition, volume) or None, and each feature set's delayed design."""
     from neuroalign.data.movies import check_movie_responses
 
     responses = check_movie_responses(responses)
@@ -142,7 +145,11 @@ def _prepared(responses, features: Mapping, delays, test_runs):
         x = np.asarray(x, dtype=np.float64)
         if len(x) != len(y):
             raise ValueError(f"features {name!r} have {len(x)} volumes; the responses have {len(y)}")
-        designs[name] = delay_features(zscore_by_run(x.reshape(len(x), -1), run), delays, tr, run)
+        try:
+            designs[name] = delay_features(zscore_by_run(x.reshape(len(x), -1), run), delays, tr,
+                                           run)
+        except ValueError as err:
+            raise ValueError(f"features {name!r}: {err}") from err
     splits = run_splits(run, test_runs)
     repeats = None
     if test_runs is not None and not isinstance(test_runs, str) and len(test_runs) >= 2:

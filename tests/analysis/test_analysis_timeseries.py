@@ -375,8 +375,8 @@ def test_bad_input_errors():
         movie_encoding(rng.standard_normal((29, 2)), responses)
     with pytest.raises(ValueError, match="run 'a' has 10 volumes, not more than the largest delay"):
         movie_encoding(rng.standard_normal((30, 2)), responses, delays=[2, 20])
-    with pytest.raises(ValueError, match="NaN"):
-        movie_encoding(np.full((30, 2), np.nan), responses)
+    with pytest.raises(ValueError, match="features 'shape': .* NaN"):
+        movie_encoding({"shape": np.full((30, 2), np.nan)}, responses)
     bold = rng.standard_normal((30, 2))
     bold[12, 1] = np.nan
     with pytest.raises(ValueError, match="run 'b' volume 2, neuroid '1'"):
@@ -415,3 +415,16 @@ def test_fit_equals_plain_ridge_at_the_chosen_penalty(solver):
                                        np.corrcoef(pred, y[test, v])[0, 1], atol=1e-6)
     assert (ds["solver"] == solver).all()
     assert float(ds["r"].mean()) > 0.3
+
+
+def test_torch_backend_matches_numpy():
+    rng = np.random.default_rng(4)
+    run = np.repeat(["a", "b", "c"], 30)
+    x = rng.standard_normal((90, 3))
+    bold = np.r_[np.zeros((1, 3)), x[:-1]] @ rng.standard_normal((3, 4)) + rng.standard_normal((90, 4))
+    responses = make_movie_responses(bold, run, 2.0)
+    grid = np.logspace(-2, 4, 7)
+    a = movie_encoding(x, responses, delays=[2, 4], alphas=grid)
+    b = movie_encoding(x, responses, delays=[2, 4], alphas=grid, device="cpu")
+    np.testing.assert_allclose(b["r"], a["r"], atol=1e-4)
+    np.testing.assert_array_equal(b["alpha"], a["alpha"])
