@@ -28,6 +28,7 @@ def movie_encoding_from_files(
     partition: bool = False,
     alphas=None,
     n_iter: int = 50,
+    layer: str | None = None,
     seed: int = 0,
     device: str | None = None,
     out: str | Path | None = None,
@@ -43,6 +44,7 @@ def movie_encoding_from_files(
             :func:`neuroalign.analysis.movie_encoding.movie_encoding`.
         method: how features reach the TR grid (``"average"`` or ``"lanczos"``).
         partition: fit the files as the 2–6 spaces of one banded model (``n_iter`` draws).
+        layer: for activation files, the layer (with a ``time`` dim) to read from each.
         out: the results netCDF file (written under a temporary name, then renamed).
     """
     from neuroalign.analysis.movie_encoding import movie_encoding, movie_variance_partitioning
@@ -56,7 +58,7 @@ def movie_encoding_from_files(
     spaces = {}
     for name, path in features.items():
         try:
-            spaces[name] = timeline_features(read_clip_features(path), responses, method)
+            spaces[name] = timeline_features(read_clip_features(path, layer=layer), responses, method)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
     common = {"delays": delays, "test_runs": test_runs, "alphas": alphas, "device": device,

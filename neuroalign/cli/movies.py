@@ -26,6 +26,8 @@ def add_encode_movie(sub):
     p.add_argument("--test-runs", nargs="+",
                    help="runs held out (repeats of one stimulus sequence give noise ceilings); "
                         "default: leave-one-run-out")
+    p.add_argument("--layer",
+                   help="read this layer (kept over time) from activation-file features")
     p.add_argument("--method", choices=("average", "lanczos"), default="average",
                    help="resampling of features to the TR (default average within each TR)")
     p.add_argument("--partition", action="store_true",
@@ -59,7 +61,7 @@ def _run_encode_movie(args):
     ds = movie_encoding_from_files(
         features, args.brain, delays=args.delays, test_runs=args.test_runs, method=args.method,
         partition=args.partition, alphas=None if args.alphas is None else np.asarray(args.alphas),
-        n_iter=args.n_iter, seed=args.seed, device=args.device, out=args.out)
+        n_iter=args.n_iter, layer=args.layer, seed=args.seed, device=args.device, out=args.out)
     by = summarize_neuroids(ds, args.by)
     names = ["r2_unique", "r2_shared", "r2_joint"] if args.partition else ["r", "r2"]
     dim = "space" if args.partition else "layer"

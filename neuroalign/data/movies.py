@@ -250,7 +250,8 @@ def write_movie_responses(responses: xr.Dataset, out: str | Path) -> Path:
     return out
 
 
-def read_clip_features(path: str | Path, variable: str | None = None) -> dict:
+def read_clip_features(path: str | Path, variable: str | None = None,
+                       layer: str | None = None) -> dict:
     """Time-resolved clip features from a file, as {stimulus_id: (times, (n_times, n_features))}
     for :func:`neuroalign.analysis.timeseries.timeline_features`.
 
@@ -258,7 +259,9 @@ def read_clip_features(path: str | Path, variable: str | None = None) -> dict:
     ``stimulus_id`` (presentation,) and ``time`` (time,) or (presentation, time), the sample
     times in seconds within each clip (frame or window centres). A netCDF holds one variable
     (or ``variable``) with dims ``(presentation, time, ...)``, a ``stimulus_id`` coordinate on
-    ``presentation`` and a ``time`` coordinate in seconds.
+    ``presentation`` and a ``time`` coordinate in seconds. With ``layer``, ``path`` is an
+    activation file and the layer must keep a ``time`` dim (``presentation × time × ...``,
+    the frame times as its ``time`` coordinate).
     """
     from neuroalign.analysis.timeseries import clip_features
 
@@ -275,6 +278,15 @@ def read_clip_features(path: str | Path, variable: str | None = None) -> dict:
                 return clip_features(f["features"], f["stimulus_id"], f["time"])
         if suffix != ".nc":
             raise ValueError("clip features are read from .npz or .nc files")
+        if layer is not None:
+            from neuroalign.activations import layer_activation, open_activations
+
+            with open_activations(path, chunks=None) as tree:
+                da = layer_activation(tree, layer).load()
+            if da.dims[1] != "time" or "time" not in da.coords:
+                raise ValueError(f"layer {layer!r} has dims {da.dims} and no frame times: clip "
+                                 "features need (presentation, time, ...) with a time coordinate")
+            return clip_features(da.values, da["stimulus_id"].values, da["time"].values)
         with xr.open_dataset(path) as ds:
             names = [k for k, v in ds.data_vars.items() if v.dims[:2] == ("presentation", "time")]
             if variable is None and len(names) != 1:

@@ -123,3 +123,14 @@ def test_read_clip_features_npz_and_netcdf(tmp_path):
     np.savez(tmp_path / "g.npz", features=x, stimulus_id=ids, time=np.arange(4.0))
     with pytest.raises(ValueError, match=r"g.npz: times must be \(time,\)"):
         read_clip_features(tmp_path / "g.npz")
+
+
+def test_read_clip_features_needs_a_layer_kept_over_time(tmp_path):
+    from neuroalign.activations import ActivationWriter
+
+    path = tmp_path / "acts.nc"
+    with ActivationWriter(path) as writer:
+        writer.write_batch({"block": np.ones((2, 4), dtype=np.float32)}, np.array(["a", "b"]))
+    with pytest.raises(ValueError, match=r"acts.nc: layer 'block' has dims \('presentation', "
+                                         r"'feature'\) and no frame times"):
+        read_clip_features(path, layer="block")
