@@ -8,19 +8,22 @@ The voxelwise-modelling recipe on a movie response
   (:func:`~neuroalign.analysis.timeseries.delay_features`); each neuroid's ``bold`` is
   z-scored per run. No intercept is fitted (every run has mean 0).
 - Outer splits are by **run**: leave-one-run-out (``test_runs=None``; every run is predicted
-  once by the model not trained on it) or the given ``test_runs`` held out once. No volume of a test run is ever in
-  the training data, nor in the choice of the penalty.
+  once by the model not trained on it) or the given ``test_runs`` held out once. No volume of
+  a test run is ever in the training data, nor in the choice of the penalty.
+- **Repeats**: runs of equal length whose features are equal (the same stimulus sequence,
+  :func:`repeat_groups`) are one group: leave-one-run-out holds them out together and
+  scores the prediction against their average, the inner folds keep them together, and
+  ``test_runs`` must hold out all of a group (else the stimuli of a test run would be in the
+  training runs: a one-line error).
 - The penalty (one per neuroid; per feature space and neuroid for banded ridge) is chosen by
-  leave-one-run-out over the training runs (so at least two training runs), through
-  himalaya: ``RidgeCV`` / ``KernelRidgeCV`` for one feature space, ``BandedRidgeCV`` /
-  ``MultipleKernelRidgeCV`` (random search, ``n_iter`` draws) for several; the kernel
-  (dual) solvers when the delayed features exceed half the training volumes, as in
-  :mod:`neuroalign.analysis.encoding`.
-- **Repeated test runs**: when ``test_runs`` names two or more runs of equal length whose
-  features are equal (the same stimuli), they are repeats: the prediction is scored against
-  their average, and the scores are also divided by the ceilings of
-  :func:`neuroalign.analysis.reliability.noise_ceilings` computed from the repeats (volumes
-  as presentations): ``r_corrected = r / sqrt(split_half_reliability)``,
+  leave-one-run-out (one group at a time) over the training runs, so at least two training
+  groups, through himalaya: ``RidgeCV`` / ``KernelRidgeCV`` for one feature space,
+  ``BandedRidgeCV`` / ``MultipleKernelRidgeCV`` (random search, ``n_iter`` draws) for
+  several; the kernel (dual) solvers when the delayed features exceed half the training
+  volumes, as in :mod:`neuroalign.analysis.encoding`.
+- **Noise ceilings**: when ``test_runs`` are two or more repeats, the scores are also divided
+  by the ceilings of :func:`neuroalign.analysis.reliability.noise_ceilings` computed from the
+  repeats (volumes as presentations): ``r_corrected = r / sqrt(split_half_reliability)``,
   ``r2_corrected = r2 / (ncsnr_ceiling / 100)``.
 - Scores per neuroid: Pearson ``r`` and ``r2`` (1 − SS_res / SS_tot, can be negative)
   within each split's held-out runs (``r_split``, ``r2_split``), then averaged over splits
@@ -46,41 +49,72 @@ from sklearn.model_selection import PredefinedSplit
 from neuroalign.analysis.encoding import ALPHAS, _himalaya_backend, _r2, pearson_r
 from neuroalign.analysis.timeseries import delay_features, zscore_by_run
 
-__all__ = ["DELAYS", "movie_encoding", "movie_variance_partitioning", "run_splits",
-           "summarize_neuroids"]
+__all__ = ["DELAYS", "movie_encoding", "movie_variance_partitioning", "repeat_groups",
+           "run_splits", "summarize_neuroids"]
 
 #: the default FIR delays in seconds (voxelwise modelling's 1–4 TRs at a 2 s TR)
 DELAYS = (2.0, 4.0, 6.0, 8.0)
 _MAX_SPACES = 6
 
 
-def run_splits(run, test_runs: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def run_splits(run, test_runs: Sequence[str] | None = None,
+               groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """The outer splits as (train rows, test rows) index arrays: leave-one-run-out, or one
-    split holding out ``test_runs``."""
+    split holding out ``test_runs``.
+
+    ``groups`` (one label per row, default the run): runs of one group — repeats of one
+    stimulus sequence — are held out together by leave-one-run-out, and ``test_runs`` must
+    hold out whole groups (else a test run's stimuli would be in the training runs).
+    """
     run = np.asarray(run).astype(str)
-    _, first = np.unique(run, return_index=True)
-    order = [str(run[i]) for i in np.sort(first)]
+    group = run if groups is None else np.asarray(groups).astype(str)
+    if group.shape != run.shape:
+        raise ValueError(f"{run.size} run labels but {group.size} group labels")
+    order = list(dict.fromkeys(run.tolist()))
+    group_of = {r: str(group[run == r][0]) for r in order}
     if test_runs is None:
-        held = [[r] for r in order]
+        held = [[r for r in order if group_of[r] == g] for g in dict.fromkeys(group_of.values())]
     else:
         test = [str(r) for r in ([test_runs] if isinstance(test_runs, str) else test_runs)]
         unknown = [r for r in test if r not in order]
         if unknown or not test:
             raise ValueError(f"test runs {unknown or test} are not runs of the responses ({order})")
+        split_up = [r for r in order if r not in test and group_of[r] in {group_of[t] for t in test}]
+        if split_up:
+            raise ValueError(f"training runs {split_up} repeat the stimuli of test runs {test}; "
+                             "hold the repeats out together")
         held = [test]
     splits = []
     for runs in held:
         is_test = np.isin(run, runs)
-        if len(set(run[~is_test])) < 2:
-            raise ValueError(f"holding out {runs} leaves {sorted(set(run[~is_test]))} to train on; "
-                             "choosing the penalty by run needs at least two training runs")
+        if len(set(group[~is_test])) < 2:
+            raise ValueError(f"holding out {runs} leaves {sorted(set(run[~is_test].tolist()))} to train on; "
+                             "choosing the penalty by run needs at least two training runs (repeat groups)")
         splits.append((np.flatnonzero(~is_test), np.flatnonzero(is_test)))
     return splits
 
 
-def _fit_predict(xs_train, y_train, xs_test, run_train, alphas, n_iter, solver, device, seed):
-    """Held-out predictions (n_test, n_targets) and the chosen penalties (n_spaces, n_targets)."""
-    codes = np.unique(run_train, return_inverse=True)[1]
+def repeat_groups(run, features: Mapping) -> np.ndarray:
+    """One label per row: runs of equal length whose features (every set) are equal share
+    one, ``"rep-1+rep-2"``; any other run is its own."""
+    run = np.asarray(run).astype(str)
+    order = list(dict.fromkeys(run.tolist()))
+    rows = {r: np.flatnonzero(run == r) for r in order}
+    arrays = [np.asarray(x) for x in features.values()]
+    label: dict[str, str] = {}
+    for i, r in enumerate(order):
+        if r in label:
+            continue
+        same = [r] + [q for q in order[i + 1:] if q not in label and len(rows[q]) == len(rows[r])
+                      and all(np.allclose(x[rows[q]], x[rows[r]]) for x in arrays)]
+        label.update({q: "+".join(same) for q in same})
+    return np.array([label[r] for r in run])
+
+
+def _fit_predict(xs_train, y_train, xs_test, group_train, alphas, n_iter, solver, device, seed):
+    """Held-out predictions (n_test, n_targets) and the chosen penalties (n_spaces, n_targets);
+    the inner folds leave one run (repeat group) of the training rows out."""
+    codes = np.unique(group_train, return_inverse=True)[1]
     cv = PredefinedSplit(codes)
     n_features = sum(x.shape[1] for x in xs_train)
     kernel = solver == "kernel" or (solver == "auto" and 2 * n_features > len(y_train))
@@ -150,35 +184,40 @@ def _prepared(responses, features: Mapping, delays, test_runs):
                                            run)
         except ValueError as err:
             raise ValueError(f"features {name!r}: {err}") from err
-    splits = run_splits(run, test_runs)
+    group = repeat_groups(run, features)
+    splits = run_splits(run, test_runs, group)
     repeats = None
-    if test_runs is not None and not isinstance(test_runs, str) and len(test_runs) >= 2:
-        blocks = [np.flatnonzero(run == str(r)) for r in test_runs]
-        if len({len(b) for b in blocks}) == 1 and all(
-                np.allclose(np.asarray(x)[b], np.asarray(x)[blocks[0]])
-                for x in features.values() for b in blocks[1:]):
-            repeats = np.stack(blocks)  # (repetition, time)
-    return responses, y, run, splits, repeats, designs
+    if test_runs is not None:
+        held = list(dict.fromkeys(run[splits[0][1]].tolist()))
+        if len(held) >= 2 and len(set(group[splits[0][1]])) == 1:
+            repeats = np.stack([np.flatnonzero(run == r) for r in held])  # (repetition, time)
+    return responses, y, run, group, splits, repeats, designs
 
 
-def _scores(y, predicted, splits, repeats):
-    """r, r2 (split, neuroid) on each split's held-out rows (the repeats' average when there
-    are repeats); never pooled over splits (see the module)."""
-    if repeats is not None:
-        target, prediction = y[repeats].mean(axis=0), predicted[repeats].mean(axis=0)
-        return pearson_r(target, prediction)[None], _r2(target, prediction)[None]
-    return (np.stack([pearson_r(y[test], predicted[test]) for _, test in splits]),
-            np.stack([_r2(y[test], predicted[test]) for _, test in splits]))
+def _scores(y, predicted, run, group, splits):
+    """r, r2 (split, neuroid) on each split's held-out rows, never pooled over splits (see the
+    module); held-out repeats of one stimulus sequence are scored on their average."""
+    r, r2 = [], []
+    for _, test in splits:
+        held = list(dict.fromkeys(run[test].tolist()))
+        if len(held) >= 2 and len(set(group[test])) == 1:
+            blocks = np.stack([np.flatnonzero(run == h) for h in held])
+            target, prediction = y[blocks].mean(axis=0), predicted[blocks].mean(axis=0)
+        else:
+            target, prediction = y[test], predicted[test]
+        r.append(pearson_r(target, prediction))
+        r2.append(_r2(target, prediction))
+    return np.stack(r), np.stack(r2)
 
 
-def _held_out(designs, names, y, run, splits, alphas, n_iter, solver, device, seed):
+def _held_out(designs, names, y, group, splits, alphas, n_iter, solver, device, seed):
     predicted = np.full_like(y, np.nan)
     chosen = np.empty((len(names), len(splits), y.shape[1]))
     kernels = []
     for k, (train, test) in enumerate(splits):
         predicted[test], chosen[:, k], kernel = _fit_predict(
             [designs[n][train] for n in names], y[train], [designs[n][test] for n in names],
-            run[train], alphas, n_iter, solver, device, seed)
+            group[train], alphas, n_iter, solver, device, seed)
         kernels.append(kernel)
     return predicted, chosen, "kernel" if any(kernels) else "primal"
 
@@ -223,8 +262,8 @@ def movie_encoding(
             like layers), or one such array (named ``"features"``).
         responses: a movie response (:mod:`neuroalign.data.movies`).
         delays: the FIR delays in seconds, multiples of the TR.
-        test_runs: None (leave-one-run-out) or the runs held out (repeats when two or more
-            runs show the same stimuli; see the module).
+        test_runs: None (leave-one-run-out, repeats together) or the runs held out (noise
+            ceilings when they are repeats of one stimulus sequence; see the module).
         alphas: the penalty grid (default :data:`~neuroalign.analysis.encoding.ALPHAS`).
         solver: ``"auto"``, ``"primal"`` or ``"kernel"``.
         device: None (numpy, float64) or a torch device (float32).
@@ -242,16 +281,16 @@ def movie_encoding(
         features = {"features": features}
     if not features:
         raise ValueError("features is empty: no feature set to fit")
-    responses, y, run, splits, repeats, designs = _prepared(
+    responses, y, run, group, splits, repeats, designs = _prepared(
         responses, features, delays, test_runs)
     names = list(designs)
     r, r2 = np.empty((len(names), len(splits), y.shape[1])), np.empty((len(names), len(splits), y.shape[1]))
     alpha = np.empty((len(names), len(splits), y.shape[1]))
     solvers = []
     for i, name in enumerate(names):
-        predicted, chosen, used = _held_out(designs, [name], y, run, splits, alphas, 1, solver,
+        predicted, chosen, used = _held_out(designs, [name], y, group, splits, alphas, 1, solver,
                                             device, seed)
-        r[i], r2[i] = _scores(y, predicted, splits, repeats)
+        r[i], r2[i] = _scores(y, predicted, run, group, splits)
         alpha[i] = chosen[0]
         solvers.append(used)
     ln, lsn = ("layer", "neuroid"), ("layer", "split", "neuroid")
@@ -305,16 +344,16 @@ def movie_variance_partitioning(
                          f"{len(names)}")
     if solver not in ("auto", "primal", "kernel"):
         raise ValueError(f"solver must be 'auto', 'primal' or 'kernel'; got {solver!r}")
-    responses, y, run, splits, repeats, designs = _prepared(
+    responses, y, run, group, splits, repeats, designs = _prepared(
         responses, spaces, delays, test_runs)
     fit = (alphas, n_iter, solver, device, seed)
-    predicted, band, used = _held_out(designs, names, y, run, splits, *fit)
-    r_joint, r2_joint = (s.mean(axis=0) for s in _scores(y, predicted, splits, repeats))
+    predicted, band, used = _held_out(designs, names, y, group, splits, *fit)
+    r_joint, r2_joint = (s.mean(axis=0) for s in _scores(y, predicted, run, group, splits))
     without = np.empty((len(names), y.shape[1]))
     for i in range(len(names)):
         rest = [n for n in names if n != names[i]]
-        without[i] = _scores(y, _held_out(designs, rest, y, run, splits, *fit)[0], splits,
-                             repeats)[1].mean(axis=0)
+        without[i] = _scores(y, _held_out(designs, rest, y, group, splits, *fit)[0], run, group,
+                             splits)[1].mean(axis=0)
     unique = r2_joint - without
     sn = ("space", "neuroid")
     out = _result(responses, {

@@ -19,6 +19,7 @@ import pytest
 from neuroalign.analysis.movie_encoding import (
     movie_encoding,
     movie_variance_partitioning,
+    repeat_groups,
     run_splits,
     summarize_neuroids,
 )
@@ -199,10 +200,46 @@ def test_split_by_run_never_leaks_a_test_volume():
         assert len(set(run[test])) == 1 and not set(run[train]) & set(run[test])
     [(train, test)] = run_splits(run, ["rep", "r1"])
     assert set(run[test]) == {"rep", "r1"} and set(run[train]) == {"r2", "r3"}
-    with pytest.raises(ValueError, match="at least two training runs"):
+    with pytest.raises(ValueError, match=r"leaves \['rep'\] to train on; .* at least two training"):
         run_splits(run, ["r1", "r2", "r3"])
     with pytest.raises(ValueError, match="are not runs"):
         run_splits(run, ["r9"])
+
+
+def test_repeats_are_held_out_together_and_never_split():
+    """Two runs showing one stimulus sequence: leave-one-run-out holds both out (and scores
+    their average); holding out one while the other trains is refused."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 2))
+    x[40:] = x[30:40]  # run "rep-2" repeats "rep-1"
+    run = np.repeat(["a", "b", "c", "rep-1", "rep-2"], 10)
+    group = repeat_groups(run, {"f": x})
+    assert group.tolist() == ["a"] * 10 + ["b"] * 10 + ["c"] * 10 + ["rep-1+rep-2"] * 20
+    splits = run_splits(run, groups=group)
+    assert [sorted(set(run[t])) for _, t in splits] == [["a"], ["b"], ["c"], ["rep-1", "rep-2"]]
+    with pytest.raises(ValueError, match=r"training runs \['rep-2'\] repeat the stimuli of test "
+                                         r"runs \['rep-1'\]"):
+        run_splits(run, ["rep-1"], group)
+    bold = x @ rng.standard_normal((2, 3)) + rng.standard_normal((50, 3))
+    responses = make_movie_responses(bold, run, 2.0)
+    ds = movie_encoding(x, responses, delays=[0, 2])
+    assert ds["test_run"].values.tolist() == ["a", "b", "c", "rep-1+rep-2"]
+    # the repeat split: a plain ridge on runs a, b, c at the chosen penalty, scored on the
+    # average of the two repeats
+    from sklearn.linear_model import Ridge
+
+    y = zscore_by_run(bold, run)
+    design = delay_features(zscore_by_run(x, run), [0, 2], 2.0, run)
+    train, rep1, rep2 = run < "d", run == "rep-1", run == "rep-2"
+    for v in range(3):
+        alpha = float(ds["alpha"].isel(layer=0, split=3, neuroid=v))
+        pred = Ridge(alpha=alpha, fit_intercept=False).fit(design[train], y[train, v]).predict(
+            design[rep1])
+        want = np.corrcoef(pred, (y[rep1, v] + y[rep2, v]) / 2)[0, 1]
+        np.testing.assert_allclose(float(ds["r_split"].isel(layer=0, split=3, neuroid=v)), want,
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="repeat the stimuli of test runs"):
+        movie_encoding(x, responses, delays=[0, 2], test_runs=["rep-2"])
 
 
 def test_no_test_volume_reaches_the_fit(monkeypatch):
