@@ -42,6 +42,7 @@ __all__ = [
     "read_movie_responses",
     "run_names",
     "select_runs",
+    "timeline_from_events",
     "write_movie_responses",
 ]
 
@@ -248,6 +249,43 @@ def write_movie_responses(responses: xr.Dataset, out: str | Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def timeline_from_events(events: Mapping[str, str | Path], stimulus_column: str = "stim_file"
+                         ) -> dict[str, np.ndarray]:
+    """The stimulus timeline from BIDS ``events.tsv`` files, one per run.
+
+    Args:
+        events: {run: path of the run's ``*_events.tsv``} (tab-separated, ``n/a`` for
+            missing values) with the columns ``onset``, ``duration`` and ``stimulus_column``
+            (the clip's id as in the features; BIDS's ``stim_file`` by default), optionally
+            ``clip_offset``. Rows without a stimulus are left out.
+        stimulus_column: the column naming the clip.
+
+    Returns:
+        {field: one value per event} for ``make_movie_responses(timeline=...)``.
+    """
+    import pandas as pd
+
+    rows = []
+    for run, path in events.items():
+        table = pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False, dtype=str)
+        missing = [c for c in ("onset", "duration", stimulus_column) if c not in table.columns]
+        if missing:
+            raise ValueError(f"{path}: lacks the columns {missing}; it has {list(table.columns)}")
+        table = table[table[stimulus_column].notna()]
+        try:
+            onset, duration = table["onset"].astype(float), table["duration"].astype(float)
+            offset = (table["clip_offset"].astype(float) if "clip_offset" in table.columns
+                      else pd.Series(0.0, index=table.index))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+        rows.append(pd.DataFrame({"event_run": str(run), "onset": onset, "duration": duration,
+                                  "stimulus_id": table[stimulus_column], "clip_offset": offset}))
+    if not rows:
+        raise ValueError("no events files given")
+    timeline = pd.concat(rows, ignore_index=True)
+    return {k: timeline[k].to_numpy() for k in TIMELINE_FIELDS}
 
 
 def read_clip_features(path: str | Path, variable: str | None = None,

@@ -16,6 +16,7 @@ from neuroalign.data.movies import (
     read_movie_responses,
     run_names,
     select_runs,
+    timeline_from_events,
     write_movie_responses,
 )
 from neuroalign.data.responses import responses_to_rdms
@@ -134,3 +135,21 @@ def test_read_clip_features_needs_a_layer_kept_over_time(tmp_path):
     with pytest.raises(ValueError, match=r"acts.nc: layer 'block' has dims \('presentation', "
                                          r"'feature'\) and no frame times"):
         read_clip_features(path, layer="block")
+
+
+def test_timeline_from_bids_events(tmp_path):
+    (tmp_path / "r1_events.tsv").write_text(
+        "onset\tduration\ttrial_type\tstim_file\n0\t4\tclip\tclips/a.mp4\n"
+        "4\t4\tclip\tclips/b.mp4\n8\t2\tfixation\tn/a\n")
+    (tmp_path / "r2_events.tsv").write_text(
+        "onset\tduration\tstim_file\tclip_offset\n2\t6\tmovie\t120\n")
+    timeline = timeline_from_events({"r1": tmp_path / "r1_events.tsv",
+                                      "r2": tmp_path / "r2_events.tsv"})
+    assert {k: np.asarray(v).tolist() for k, v in timeline.items()} == {
+        k: list(v) for k, v in TIMELINE.items()}
+    ds = make_movie_responses(np.ones((9, 1)) * np.arange(9)[:, None], ["r1"] * 5 + ["r2"] * 4,
+                              1.5, timeline=timeline)
+    assert ds["stimulus_id"].values.tolist() == TIMELINE["stimulus_id"]
+    (tmp_path / "bad.tsv").write_text("onset\tstim_file\n0\ta\n")
+    with pytest.raises(ValueError, match=r"bad.tsv: lacks the columns \['duration'\]"):
+        timeline_from_events({"r1": tmp_path / "bad.tsv"})
