@@ -70,6 +70,13 @@ def test_held_out_scores_are_positive_and_vanish_with_shuffled_features(movie):
     by = summarize_neuroids(ds, "stream")
     assert float(by["r"].sel(layer="motion", stream="dorsal")) > 0.5
     assert float(by["r"].sel(layer="static", stream="ventral")) > 0.5
+    # the same with Lanczos resampling
+    lanczos = {fam: timeline_features(f, movie[0], method="lanczos") for fam, f in clip_feats.items()}
+    by = summarize_neuroids(movie_encoding(_train_runs(movie[0], lanczos)[1], responses,
+                                           delays=(2, 4, 6, 8)), "stream")
+    assert float(by["r"].sel(layer="motion", stream="dorsal")) > 0.5
+    assert float(by["r"].sel(layer="static", stream="ventral")) > 0.5
+    assert float(by["r"].sel(layer="motion", stream="ventral")) < 0.2
     # the null: every clip gets another clip's features (timing within clips kept)
     rng = np.random.default_rng(1)
     ids = sorted(clip_feats["motion"])
