@@ -47,8 +47,7 @@ def test_sampling_by_count_spreads_frames_over_the_clip(clip_folder, clip_tools)
         ClipSet(clip_folder, frames=5, stride=1.0)
 
 
-def test_worker_threads_decode_the_same_frames(clip_folder, clip_tools):
-    c = clip_tools
+def test_worker_threads_decode_the_same_frames(clip_folder):
     plain = ClipSet(clip_folder, frames=4, fps=4, stride=0.5, workers=0)
     threaded = ClipSet(clip_folder, frames=4, fps=4, stride=0.5, workers=2, prefetch=5)
     try:
