@@ -250,10 +250,14 @@ class ClipSet:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def sampling(self) -> str:
+        """How frames are sampled, in words (an activation file's ``clip_sampling``)."""
+        how = f"{self.frames} frames at {self.fps:g} fps" if self.fps else f"{self.frames} frames spread over each clip"
+        return how + (f", windows every {self.stride:g} s" if self.stride else "")
+
     def __repr__(self) -> str:
-        how = f"{self.frames} frames at {self.fps:g} fps" if self.fps else f"{self.frames} frames per clip"
-        windows = f", windows every {self.stride:g} s" if self.stride else ""
-        return f"ClipSet({str(self.root)!r}, {len(self.clips)} clips, {len(self)} presentations, {how}{windows})"
+        return f"ClipSet({str(self.root)!r}, {len(self.clips)} clips, {len(self)} presentations, {self.sampling})"
 
     def clip_frames(self, i: int) -> np.ndarray:
         """Presentation i's frames, decoded now in the calling thread."""

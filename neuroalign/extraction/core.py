@@ -336,4 +336,6 @@ def _clip_settings(model, source, x: torch.Tensor, time_layout, time_pooling, fi
         frame_times, units = np.arange(n_frames, dtype=np.float64), "frame"
     file_attrs.update({"time_pooling": time_pooling or "none", "time_units": units,
                        "frames": n_frames})
+    if getattr(source, "sampling", None):
+        file_attrs["clip_sampling"] = str(source.sampling)
     return layout, np.asarray(frame_times, dtype=np.float64)
