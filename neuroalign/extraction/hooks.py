@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from neuroalign.extraction.reductions import pool, select_tokens
-from neuroalign.extraction.time import per_step, pool_time, split_time
+from neuroalign.extraction.time import module_layout, per_step, pool_time, split_time
 
 __all__ = ["Recorder", "Runner", "check_output_element", "pick_element", "split_element_keys"]
 
@@ -133,7 +133,7 @@ class Recorder:
                     f"Layer {name!r} returned {type(output).__name__}, not a tensor (or a tuple, "
                     "list or dict holding one); choose another layer."
                 )
-            output, timed = split_time(output, self.batch, self.time_layout)
+            output, timed = split_time(output, self.batch, module_layout(module, self.time_layout))
             if timed:
                 self.timed.add(name)
                 if self.pooling is not None:

@@ -10,14 +10,16 @@ groups of tokens (VideoMAE), or, for a model applied frame by frame (or to frame
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["TIME_POOLINGS", "TimeLayout", "check_time_pooling", "per_step", "pool_time",
-           "split_time", "step_times"]
+__all__ = ["TIME_POOLINGS", "TimeLayout", "check_time_pooling", "module_layout", "per_step",
+           "pool_time", "split_time", "step_times"]
 
 TIME_POOLINGS = ("mean", "max")
 
@@ -37,6 +39,18 @@ class TimeLayout:
     channels_last: bool = False
     token_steps: int | None = None
     fold: bool = False
+
+
+_CHANNELS_FIRST = (nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d,
+                   nn.AdaptiveMaxPool3d)
+
+
+def module_layout(module: nn.Module, layout: TimeLayout | None) -> TimeLayout | None:
+    """The layout of one module's output: torch's 3-D convolutions, norms and pools give
+    (b, C, T, H, W) even inside a channels-last model (Swin3D's patch embedding, its pool)."""
+    if layout is not None and layout.channels_last and isinstance(module, _CHANNELS_FIRST):
+        return dataclasses.replace(layout, channels_last=False)
+    return layout
 
 
 def split_time(x: torch.Tensor, b: int, layout: TimeLayout | None) -> tuple[torch.Tensor, bool]:

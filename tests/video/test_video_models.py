@@ -139,3 +139,27 @@ def test_where_time_sits_in_outputs():
     np.testing.assert_allclose(step_times(8, t), t)
     np.testing.assert_allclose(step_times(7, t), t[:-1] + 0.125)
     np.testing.assert_allclose(step_times(2, t), [t[:4].mean(), t[4:].mean()])
+
+
+def test_swin3d_layers_keep_time_whichever_their_channel_axis(clips, tmp_path):
+    model = torchvision.models.video.swin3d_t()  # random weights
+    transform = ClipTransform(64, layout="CTHW")
+    out = extract(model, clips, ["patch_embed.proj", "features.1", "norm"], tmp_path / "s.nc",
+                  transform=(transform, transform.description), progress=False)
+    x = torch.stack([transform(clips.clip_frames(i)) for i in range(len(clips))])
+    got = {}
+    for name in ["patch_embed.proj", "features.1"]:
+        model.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: got.__setitem__(name, o.detach()))
+    with torch.no_grad():
+        model.eval()(x)
+    with open_activations(out) as tree:
+        proj = layer_activation(tree, "patch_embed.proj")  # Conv3d: (b, C, T, H, W)
+        assert proj.shape == (4, 2, 96, 16, 16)
+        np.testing.assert_allclose(proj.values, got["patch_embed.proj"].transpose(1, 2).numpy(),
+                                   atol=1e-5)
+        stage = layer_activation(tree, "features.1")  # channels last: (b, T, H, W, C)
+        assert stage.dims == ("presentation", "time", "channel", "y", "x")
+        np.testing.assert_allclose(stage.values,
+                                   got["features.1"].permute(0, 1, 4, 2, 3).numpy(), atol=1e-5)
+        np.testing.assert_allclose(stage["time"].values, [0.125, 0.625])
