@@ -223,15 +223,17 @@ class ClipSet:
                 raise ClipError(f"{clip.path}: too short: {clip.n_frames} frames, fewer than "
                                 f"frames={self.frames}.")
             return [np.zeros(self.frames)]
+        rate = clip.rate
+        if rate is None:
+            raise ClipError(f"{clip.path}: a frame folder has no frame rate; give frame_rate= "
+                            "(its frames per second) to sample it by rate.")
         span = (self.frames - 1) / self.fps
-        duration = clip.n_frames / clip.rate if clip.rate else 0.0
-        if clip.rate is None:
-            clip.indices(np.zeros(1))  # raises: a frame folder needs its frame rate
-        last = duration - 1 / clip.rate  # the time of the clip's last frame
+        duration = clip.n_frames / rate
+        last = duration - 1 / rate  # the time of the clip's last frame
         if span > last + _EPS:
             raise ClipError(f"{clip.path}: too short: {duration:.3g} s ({clip.n_frames} frames at "
-                            f"{clip.rate:.4g} fps), but {self.frames} frames at {self.fps:g} fps "
-                            f"need {span + 1 / clip.rate:.3g} s.")
+                            f"{rate:.4g} fps), but {self.frames} frames at {self.fps:g} fps "
+                            f"need {span + 1 / rate:.3g} s.")
         n = 1 if self.stride is None else int(math.floor((last - span) / self.stride + _EPS)) + 1
         return [k * (self.stride or 0.0) + np.arange(self.frames) / self.fps for k in range(n)]
 

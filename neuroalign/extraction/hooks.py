@@ -244,6 +244,7 @@ class Runner:
         self.time_pooling = time_pooling
         self.recorder = Recorder(model, names, pooling, slots, output_element, time_layout)
         self.timed: set[str] = set()  # layers written as (b, time, ...)
+        self.frame_times: np.ndarray | None = None  # the input frames' times, for clips
         self.warned: set[tuple] = set()  # (kind, layer) already warned about
         self.projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 

@@ -103,7 +103,7 @@ def time_layout(model: nn.Module) -> TimeLayout:
     if type(model).__name__ == "SwinTransformer3d":
         return TimeLayout(channels_last=True)
     config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) == "videomae":
+    if config is not None and getattr(config, "model_type", None) == "videomae":
         return TimeLayout(token_steps=int(config.num_frames) // int(config.tubelet_size))
     return TimeLayout()
 
@@ -168,8 +168,9 @@ def _two_channel_input(cnn: nn.Module) -> nn.Module:
     """``cnn`` with its first Conv2d taking 2 input channels (new, seeded by the caller)."""
     for name, module in cnn.named_modules():
         if isinstance(module, nn.Conv2d):
-            conv = nn.Conv2d(2, module.out_channels, module.kernel_size, module.stride,
-                             module.padding, module.dilation, module.groups, module.bias is not None)
+            conv = nn.Conv2d(2, module.out_channels, module.kernel_size,  # type: ignore[arg-type]
+                             module.stride, module.padding, module.dilation,  # type: ignore[arg-type]
+                             module.groups, module.bias is not None)
             parent = cnn.get_submodule(name.rpartition(".")[0]) if "." in name else cnn
             setattr(parent, name.rpartition(".")[2], conv)
             return cnn
