@@ -158,3 +158,35 @@ def test_an_interrupted_clip_extraction_resumes_equal(clips, tmp_path):
             if "time" in x.dims:
                 np.testing.assert_array_equal(x["time"].values, y["time"].values)
         np.testing.assert_array_equal(a["stimulus_id"].values, b["stimulus_id"].values)
+
+
+def test_nested_time_layers_and_pca_per_time_step(clips, tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Sequential(
+        torch.nn.Conv3d(3, 4, 3, padding=1),  # keeps the 8 frames
+        torch.nn.Conv3d(4, 5, 3, stride=(2, 2, 2), padding=1),  # halves time: 4 steps
+    ), torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten())
+    loaded = r3d()  # its clip transform at 32 px
+    out = extract(model, clips, ["0", "0.0", "0.1"], tmp_path / "n.nc", pooling="avg",
+                  transform=loaded.transform, progress=False)
+    with open_activations(out) as tree:
+        outer, inner = layer_activation(tree, "0"), layer_activation(tree, "0.0")
+        assert outer.dims == inner.dims == ("presentation", "time", "feature")
+        assert outer.shape[1] == 4 and inner.shape[1] == 8  # inner's dim is time_1 in the file
+        assert "time_1" in tree["0/0"].dims
+        np.testing.assert_allclose(inner["time"].values, np.arange(8) / 4)
+        np.testing.assert_allclose(outer["time"].values, [0.125, 0.625, 1.125, 1.625])
+        np.testing.assert_array_equal(layer_activation(tree, "0.1").values, outer.values)
+        steps = inner.values.reshape(-1, 4)  # every time step of every clip: the PCA's rows
+    pca = extract(model, clips, ["0.0"], tmp_path / "p.nc", pooling="avg", projection="pca",
+                  n_components=2, transform=loaded.transform, progress=False)
+    with open_activations(pca) as tree:
+        values = layer_activation(tree, "0.0")
+        assert values.shape == (len(clips), 8, 2)
+        mean = tree["0/0"]["mean"].values
+        components = tree["0/0"]["projection"].values
+    np.testing.assert_allclose(mean, steps.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(values.values.reshape(-1, 2), (steps - mean) @ components, atol=1e-5)
+    variance = np.linalg.svd(steps - steps.mean(axis=0), compute_uv=False)[:2] ** 2 / (len(steps) - 1)
+    with open_activations(pca) as tree:
+        np.testing.assert_allclose(tree["0/0"]["explained_variance"].values, variance, rtol=1e-4)
