@@ -120,6 +120,14 @@ def _run_extract(args):
 
     if (args.mean is None) != (args.std is None):
         raise ValueError("give --mean and --std together")
+    clip_options = [f"--{name.replace('_', '-')}" for name in ("fps", "stride", "frame_rate")
+                    if getattr(args, name) is not None]
+    if args.time_pooling != "none":
+        clip_options.append("--time-pooling")
+    if args.clips is None and clip_options:
+        raise ValueError(f"{', '.join(clip_options)} apply to clips: give --clips FOLDER")
+    if args.clips is not None and args.stimulus_ids is not None:
+        raise ValueError("--stimulus-ids maps image files; clips take their file names as ids")
     device = resolve_device(args.device)
     if args.clips is not None:
         from neuroalign.data.clips import ClipSet

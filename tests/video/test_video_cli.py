@@ -27,3 +27,10 @@ def test_extract_clips_from_the_command_line(clip_folder, tmp_path, capsys):
     main(["layers", "torchvision:r3d_18", "--weights", "random", "--image-size", "32",
           "--frames", "4"])
     assert "input 3×4×32×32" in capsys.readouterr().out
+
+
+def test_clip_options_without_clips_are_an_error(tmp_path, capsys):
+    code = main(["extract", "torchvision:resnet18", "--weights", "random", "--stimuli",
+                 str(tmp_path), "--fps", "8", "--time-pooling", "mean", "--out", str(tmp_path / "a.nc")])
+    assert code == 2
+    assert "--fps, --time-pooling apply to clips: give --clips FOLDER" in capsys.readouterr().err
