@@ -94,3 +94,18 @@ def test_bad_clips_give_one_line_errors_naming_the_clip(tmp_path, clip_tools):
         ClipSet(root, frames=1, fps=4)
     with pytest.raises(ClipError, match="no video files"):
         ClipSet(tmp_path / "bad" / "frames", frames=1)
+
+
+@pytest.mark.parametrize("codec, suffix", [("ffv1", ".mkv"), ("libx264", ".mp4")])
+def test_windows_far_into_a_file_seek_to_the_right_frames(tmp_path, clip_tools, codec, suffix):
+    root = tmp_path / "long"
+    root.mkdir()
+    levels = 2 * np.arange(96)  # 12 s at 8 fps; frame t is a flat grey of level 2t
+    frames = np.repeat(levels[:, None, None, None], 16, axis=1).repeat(16, axis=2).repeat(3, axis=3)
+    clip_tools.write_video(root / f"movie{suffix}", frames.astype(np.uint8), codec=codec)
+    clips = ClipSet(root, frames=4, fps=2, stride=2.5, workers=0)
+    # windows at 0, 2.5, …, 10 s: the last one ends at 11.5 s, the clip at 11.875 s
+    assert clips.coords["start_time"].tolist() == [0.0, 2.5, 5.0, 7.5, 10.0]
+    for i, start in enumerate(clips.coords["start_time"]):
+        shown = clips.item(i)[0][:, 8, 8, 0].astype(float)  # window i: frames 8·start + 4k
+        np.testing.assert_allclose(shown, 2 * (8 * start + 4 * np.arange(4)), atol=2)
