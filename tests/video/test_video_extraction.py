@@ -20,6 +20,13 @@ def clips(clip_folder):
     clips.close()
 
 
+@pytest.fixture
+def whole_clips(clip_folder):
+    clips = ClipSet(clip_folder, frames=8, fps=4)  # one presentation per clip
+    yield clips
+    clips.close()
+
+
 def r3d():
     return load_model("torchvision:r3d_18", weights="random", image_size=32, seed=3)
 
@@ -77,7 +84,8 @@ def test_r3d_18_extraction_equals_a_plain_forward_with_hooks(clips, tmp_path):
         tree.close()
 
 
-def test_time_pooling_means_and_maxima_over_time(clips, tmp_path):
+def test_time_pooling_means_and_maxima_over_time(whole_clips, tmp_path):
+    clips = whole_clips
     loaded = r3d()
     options = dict(transform=loaded.transform, batch_size=4, progress=False)
     full = extract(loaded.model, clips, ["layer1"], tmp_path / "full.nc", pooling="avg", **options)
@@ -101,7 +109,8 @@ def test_time_pooling_means_and_maxima_over_time(clips, tmp_path):
         extract(loaded.model, clips, ["layer1"], tmp_path / "x.nc", time_pooling="median", **options)
 
 
-def test_analyses_on_a_time_layer_see_time_as_features(clips, tmp_path):
+def test_analyses_on_a_time_layer_see_time_as_features(whole_clips, tmp_path):
+    clips = whole_clips
     from neuroalign.analysis.rdms import calc_rdm
     from neuroalign.workflows import decorrelation_from_file, layer_rdms_from_file
 
@@ -160,7 +169,8 @@ def test_an_interrupted_clip_extraction_resumes_equal(clips, tmp_path):
         np.testing.assert_array_equal(a["stimulus_id"].values, b["stimulus_id"].values)
 
 
-def test_nested_time_layers_and_pca_per_time_step(clips, tmp_path):
+def test_nested_time_layers_and_pca_per_time_step(whole_clips, tmp_path):
+    clips = whole_clips
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Sequential(
         torch.nn.Conv3d(3, 4, 3, padding=1),  # keeps the 8 frames
