@@ -120,7 +120,7 @@ def frame_wise(model: nn.Module) -> nn.Module:
     forward pre-hook folds time into the batch, and each chosen layer is extracted as
     (presentation, time, ...). Layer names stay the model's own; returns the same module."""
     if not isinstance(getattr(model, _LAYOUT_ATTR, None), TimeLayout):
-        model.register_forward_pre_hook(_fold_frames)
+        model.register_forward_pre_hook(_fold_frames, prepend=True)  # before the model's own
         setattr(model, _LAYOUT_ATTR, TimeLayout(fold=True))
     return model
 
