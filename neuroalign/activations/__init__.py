@@ -1,6 +1,6 @@
 """The activation file: one netCDF-4 file, one group per layer, read as an xarray DataTree.
 
-Layout (schema version 1), the contract between extraction and the analyses:
+Layout (schema versions 1 and 2), the contract between extraction and the analyses:
 
 - root group: unlimited dimension ``presentation``; coordinate variables ``stimulus_id`` (str)
   and any per-stimulus coordinates (``label``, ``category``, ``image_path``, ...); provenance
@@ -14,6 +14,10 @@ Layout (schema version 1), the contract between extraction and the analyses:
   by batch (see :func:`~neuroalign.activations.codec.chunk_length` for the rule). The variable's ``axes`` attribute names these canonical dims.
   A layer group may hold further variables (a projection matrix ``projection`` with dims
   ``(unit, feature)``, PCA's ``mean`` ``(unit,)``), written by the extraction options.
+- a layer that keeps time (a video model on clips) has the dim ``time`` after
+  ``presentation`` (``axes`` says so) and the coordinate variable ``time`` in its group, the
+  times of its steps (``units`` ``s`` or ``frame``); such a file is schema 2, any other is
+  still written as schema 1, and the readers take both.
 - ``presentations_complete`` (root attribute) counts the stimuli fully written; the writer
   flushes the file after every batch, so an interrupted ``.partial`` file can be resumed.
 

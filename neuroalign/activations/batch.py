@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from neuroalign.activations.layout import Layout
-from neuroalign.activations.schema import CANONICAL_DIMS, coord_values
+from neuroalign.activations.schema import coord_values
 
 __all__ = ["as_batch", "check_batch", "check_finite"]
 
@@ -27,10 +27,10 @@ def as_batch(
     arrays = {}
     for layer, values in activations.items():
         values = np.asarray(values)
-        if values.ndim not in CANONICAL_DIMS or values.shape[0] != b:
+        if not 2 <= values.ndim <= 5 or values.shape[0] != b:
             raise ValueError(
                 f"Layer {layer!r}: activations must have shape (b, ...) with 2, 3 or 4 dims "
-                f"and b = {b} stimuli; got {values.shape}."
+                f"(5 with time) and b = {b} stimuli; got {values.shape}."
             )
         if values.dtype.kind != "f":
             raise TypeError(f"Layer {layer!r}: activations must be floats; got {values.dtype}.")

@@ -16,10 +16,12 @@ import xarray as xr
 from neuroalign._version import __version__
 from neuroalign.activations.codec import chunk_length
 from neuroalign.activations.schema import (
-    CANONICAL_DIMS,
     COORD_CHUNK,
     FLOAT16_MANTISSA_BITS,
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
+    TIME_DIM,
+    activation_dims,
     check_coord_names,
     check_layer_names,
     file_dim_names,
@@ -48,7 +50,7 @@ def start_file(f: h5netcdf.File, attrs: Mapping) -> None:
     f.attrs.update(
         {
             **attrs,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": SCHEMA_VERSIONS[0],  # 2 once a layer keeps time
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "neuroalign_version": __version__,
             "xarray_version": xr.__version__,
@@ -70,6 +72,8 @@ def define_layout(
     layer_attrs: Mapping[str, Mapping],
     dtype: str,
     compression_level: int | None,
+    layer_time: Mapping[str, np.ndarray] | None = None,
+    time_units: str = "s",
 ) -> Layout:
     """Create the coordinate variables and layer groups from the first batch.
 
@@ -78,15 +82,23 @@ def define_layout(
         coords: the first batch's coordinates, name -> (b,) values.
         layer_data, layer_attrs, dtype: as :class:`~neuroalign.activations.ActivationWriter`.
         compression_level: deflate level, or None for raw chunks.
+        layer_time: layer -> (time,) coordinate of the layers whose arrays are
+            (b, time, ...); their ``activation`` gets the dim ``time`` after ``presentation``
+            and their group the coordinate variable ``time`` (``units`` ``time_units``).
     """
+    layer_time = {k: np.asarray(v, dtype=np.float64) for k, v in (layer_time or {}).items()}
     check_coord_names(list(coords))
     check_layer_names(list(arrays), list(coords))
-    unknown = sorted((set(layer_data) | set(layer_attrs)) - set(arrays))
+    unknown = sorted((set(layer_data) | set(layer_attrs) | set(layer_time)) - set(arrays))
     if unknown:
-        raise ValueError(f"'layer_data' / 'layer_attrs' name layers not written: {unknown}.")
+        raise ValueError(f"'layer_data' / 'layer_attrs' / 'layer_time' name layers not written: {unknown}.")
+    for layer, times in layer_time.items():
+        if times.shape != arrays[layer].shape[1:2]:
+            raise ValueError(f"Layer {layer!r}: its time coordinate holds {times.shape} values for "
+                             f"{arrays[layer].shape[1:2]} time steps.")
     layout = Layout(coord_names=list(coords))
     _create_coords(f, coords)
-    dims = _layer_dims(arrays, layer_data)
+    dims = _layer_dims(arrays, layer_data, layer_time)
     file_dims = file_dim_names(dims)
     b = len(next(iter(arrays.values())))
     compression = (
@@ -102,7 +114,11 @@ def define_layout(
             if names[base] not in group.dimensions:
                 group.dimensions[names[base]] = size
         shape = values.shape
-        canonical = CANONICAL_DIMS[len(shape)]
+        canonical = activation_dims(len(shape), layer in layer_time)
+        if layer in layer_time:  # a netCDF coordinate variable: named as its dim
+            coord = group.create_variable(names[TIME_DIM], (names[TIME_DIM],), np.float64,
+                                          data=layer_time[layer])
+            coord.attrs.update({"units": time_units, "axes": TIME_DIM})
         var = group.create_variable(
             "activation",
             ("presentation", *(names[d] for d in canonical)),
@@ -125,6 +141,8 @@ def define_layout(
             extra.attrs["axes"] = " ".join(var_dims)
         layout.layers[layer] = tuple(shape[1:])
         layout.datasets[layer] = var._h5ds
+    if layer_time:
+        f.attrs["schema_version"] = SCHEMA_VERSION
     f.attrs["layers"] = ",".join(layout.layers)
     f.attrs["coordinates"] = " ".join(["stimulus_id", *layout.coord_names])
     return layout
@@ -144,12 +162,17 @@ def _create_coords(f: h5netcdf.File, coords: Mapping[str, np.ndarray]) -> None:
 
 
 def _layer_dims(
-    arrays: Mapping[str, np.ndarray], layer_data: Mapping[str, Mapping[str, tuple]]
+    arrays: Mapping[str, np.ndarray], layer_data: Mapping[str, Mapping[str, tuple]],
+    layer_time: Mapping[str, np.ndarray],
 ) -> dict[str, list[tuple[str, int]]]:
     """layer -> (canonical dim, size) of its activation, then of its extra variables."""
     dims = {}
     for layer, values in arrays.items():
-        dims[layer] = list(zip(CANONICAL_DIMS[values.ndim], values.shape[1:], strict=True))
+        try:
+            canonical = activation_dims(values.ndim, layer in layer_time)
+        except ValueError as err:
+            raise ValueError(f"Layer {layer!r}: {err} (shape {values.shape})") from None
+        dims[layer] = list(zip(canonical, values.shape[1:], strict=True))
         for name, (var_dims, data) in layer_data.get(layer, {}).items():
             data = np.asarray(data)
             if len(var_dims) != data.ndim:

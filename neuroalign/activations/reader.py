@@ -20,7 +20,13 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from neuroalign.activations.errors import ActivationFileError
-from neuroalign.activations.schema import CANONICAL_DIMS, PARTIAL_SUFFIX, group_path, partial_path
+from neuroalign.activations.schema import (
+    CANONICAL_DIMS,
+    PARTIAL_SUFFIX,
+    TIME_DIM,
+    group_path,
+    partial_path,
+)
 
 __all__ = [
     "check_netcdf4",
@@ -279,12 +285,14 @@ def layer_activation(tree: xr.DataTree, layer: str) -> xr.DataArray:
 
     Returns:
         (presentation, channel, y, x), (presentation, token, feature) or
-        (presentation, feature); lazy when the tree is. attrs hold ``layer``.
+        (presentation, feature), with ``time`` after ``presentation`` in a layer that keeps
+        time (its coordinate: the frame times); lazy when the tree is. attrs hold ``layer``.
     """
     name = _resolve_layer(tree, layer)
     node = tree[group_path(name)]
     da = node["activation"]
-    canonical = ("presentation", *CANONICAL_DIMS[da.ndim])
+    axes = str(da.attrs.get("axes", "")).split()
+    canonical = tuple(axes) if len(axes) == da.ndim else ("presentation", *CANONICAL_DIMS[da.ndim])
     da = da.rename(dict(zip(da.dims, canonical, strict=True)))
     if "stimulus_id" not in da.coords:  # a tree not opened by open_activations
         root = tree.to_dataset(inherit=False)
@@ -293,33 +301,40 @@ def layer_activation(tree: xr.DataTree, layer: str) -> xr.DataArray:
     return da
 
 
-def flatten(tree: xr.DataTree, layer: str) -> xr.DataArray:
+def flatten(tree: xr.DataTree, layer: str, keep_time: bool = False) -> xr.DataArray:
     """Brain-Score's view of a layer: (presentation, neuroid).
 
     The neuroid dim gets a (in-memory only) MultiIndex with levels ``layer`` and the layer's
     own axes: ``channel, y, x`` (conv), ``token, feature`` (tokens) or ``feature``; the
-    neuroid order is C order of the layer's array (channel slowest, x fastest).
+    neuroid order is C order of the layer's array (channel slowest, x fastest). A layer with
+    a ``time`` dim has it folded into the neuroids (time slowest, level ``time`` holding the
+    time step's index), as every analysis on files does, unless ``keep_time``.
 
     Args:
         tree: from :func:`open_activations`.
         layer: module path or group path.
+        keep_time: keep ``time`` as its own dim: (presentation, time, neuroid).
 
     Returns:
-        (presentation, neuroid) DataArray with the presentation coordinates.
+        (presentation, neuroid) DataArray with the presentation coordinates, or
+        (presentation, time, neuroid) with the time coordinate.
     """
     da = layer_activation(tree, layer)
-    n, axes = da.sizes["presentation"], da.dims[1:]
+    timed = keep_time and TIME_DIM in da.dims
+    lead = ("presentation", TIME_DIM) if timed else ("presentation",)
+    n, axes = tuple(da.sizes[d] for d in lead), da.dims[len(lead):]
     shape = tuple(da.sizes[d] for d in axes)
     grid = np.indices(shape).reshape(len(shape), -1)
     index = pd.MultiIndex.from_arrays(
         [np.full(grid.shape[1], da.attrs["layer"], dtype=object), *grid],
         names=["layer", *axes],
     )
-    presentation = {k: v for k, v in da.coords.items() if v.dims == ("presentation",)}
+    presentation = {k: v for k, v in da.coords.items() if v.dims in (("presentation",), (TIME_DIM,))
+                    and (timed or v.dims == ("presentation",))}
     coords = xr.Coordinates.from_pandas_multiindex(index, "neuroid")
     return xr.DataArray(
-        da.data.reshape(n, -1),
-        dims=("presentation", "neuroid"),
+        da.data.reshape(*n, -1),
+        dims=(*lead, "neuroid"),
         coords={**presentation, **coords},
         attrs=da.attrs,
         name="activation",

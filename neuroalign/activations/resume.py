@@ -8,7 +8,7 @@ from pathlib import Path
 import h5netcdf
 
 from neuroalign.activations.layout import Layout, open_file
-from neuroalign.activations.schema import SCHEMA_VERSION, group_path
+from neuroalign.activations.schema import SCHEMA_VERSIONS, group_path
 
 __all__ = ["reopen"]
 
@@ -35,10 +35,10 @@ def reopen(
     try:
         stored = {k: f.attrs[k] for k in f.attrs}
         stored = {k: v.decode() if isinstance(v, bytes) else v for k, v in stored.items()}
-        if stored.get("schema_version") != SCHEMA_VERSION or "presentations_complete" not in stored:
+        if stored.get("schema_version") not in SCHEMA_VERSIONS or "presentations_complete" not in stored:
             raise ValueError(
                 f"Cannot resume {partial}: not an unfinished neuroalign activation file of "
-                f"schema {SCHEMA_VERSION}."
+                f"schema {' or '.join(map(str, SCHEMA_VERSIONS))}."
             )
         check(stored)
         n_written = int(stored["presentations_complete"])

@@ -1,4 +1,6 @@
-"""The rules of schema 1: names, dims and attributes a file may hold, and where it lives."""
+"""The rules of the activation file (schemas 1 and 2): names, dims and attributes a file may
+hold, and where it lives. Schema 2 is schema 1 plus a ``time`` dim after ``presentation`` in
+layers that keep one; a file without such a layer is written as schema 1."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ __all__ = [
     "RESERVED_ATTRS",
     "RESERVED_COORDS",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
+    "TIME_DIM",
+    "activation_dims",
     "VOLATILE_ATTRS",
     "attr_differences",
     "check_attrs",
@@ -29,7 +34,9 @@ __all__ = [
     "partial_path",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest; files without a time layer are written as 1
+SCHEMA_VERSIONS = (1, 2)  # what the readers and resume understand
+TIME_DIM = "time"
 PARTIAL_SUFFIX = ".partial"
 CANONICAL_DIMS = {4: ("channel", "y", "x"), 3: ("token", "feature"), 2: ("feature",)}
 DTYPES = ("float32", "float16")
@@ -52,6 +59,16 @@ RESERVED_ATTRS = frozenset({
 #: attributes that may differ when an interrupted file is resumed
 VOLATILE_ATTRS = frozenset({"device", "torch_version"})
 RESERVED_COORDS = frozenset({"presentation", "stimulus_id"})
+
+
+def activation_dims(ndim: int, time: bool = False) -> tuple[str, ...]:
+    """The canonical dims (after ``presentation``) of a (b, ...) array of ``ndim`` dims: with
+    ``time``, ``time`` and then the dims of the array without it."""
+    rest = CANONICAL_DIMS.get(ndim - 1 if time else ndim)
+    if rest is None:
+        what = "(b, time, ...) with 3, 4 or 5 dims" if time else "(b, ...) with 2, 3 or 4 dims"
+        raise ValueError(f"activations must have shape {what}; got {ndim} dims.")
+    return (TIME_DIM, *rest) if time else rest
 
 
 def group_path(layer: str) -> str:

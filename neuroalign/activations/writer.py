@@ -104,6 +104,11 @@ class ActivationWriter:
             ``("unit", "feature")``); dims are canonical names, suffixed in the file like the
             activation's.
         layer_attrs: extra attributes per layer group: layer -> {name: str or number}.
+        layer_time: the layers that keep a time dim: layer -> its (time,) coordinate (frame
+            times); their arrays are (b, time, ...), stored as
+            ``activation(presentation, time, ...)`` with ``time`` a coordinate variable of the
+            group (schema 2). Set before the first batch.
+        time_units: the time coordinate's ``units`` attribute (``"s"``).
         resume: continue ``<out>.partial`` if it exists (after the last complete batch; its
             attributes must equal ``attrs``, see :meth:`resume_check`), else start afresh.
         compression_threads: threads compressing chunks; None: one per CPU core (at most 8).
@@ -128,6 +133,8 @@ class ActivationWriter:
         layer_attrs: Mapping[str, Mapping] | None = None,
         resume: bool = False,
         compression_threads: int | None = None,
+        layer_time: Mapping[str, np.ndarray] | None = None,
+        time_units: str = "s",
     ):
         threads = _check_options(dtype, compression, compression_level, nonfinite,
                                  compression_threads)
@@ -141,6 +148,8 @@ class ActivationWriter:
         self.nonfinite = nonfinite
         self.layer_data = {k: dict(v) for k, v in (layer_data or {}).items()}
         self.layer_attrs = {k: check_attrs(v) for k, v in (layer_attrs or {}).items()}
+        self.layer_time = {k: np.asarray(v) for k, v in (layer_time or {}).items()}
+        self.time_units = str(time_units)
         self.attrs = check_attrs(attrs or {})
         self.n_written = 0
         self.resumed = False
@@ -257,7 +266,8 @@ class ActivationWriter:
 
         Args:
             activations: layer module path -> array of shape (b, ...) with 2, 3 or 4 dims
-                (b, feature), (b, token, feature) or (b, channel, y, x); any float dtype.
+                (b, feature), (b, token, feature) or (b, channel, y, x), with a time dim
+                after b for the layers of ``layer_time``; any float dtype.
             stimulus_id: (b,) ids of the stimuli, unique over the whole file.
             coords: per-stimulus coordinates, name -> (b,) strings, numbers or booleans.
 
@@ -283,6 +293,7 @@ class ActivationWriter:
                 file, arrays, coords, layer_data=self.layer_data,
                 layer_attrs=self.layer_attrs, dtype=self.dtype,
                 compression_level=self.compression_level if self.compression else None,
+                layer_time=self.layer_time, time_units=self.time_units,
             )
         check_batch(self._layout, self._seen_ids, arrays, ids, coords)
         for layer, values in arrays.items():

@@ -27,11 +27,11 @@ def _add_model_args(p) -> None:
                         "projections and masks (default 0)")
 
 
-def _load(args, device, image_size=None, mean=None, std=None):
+def _load(args, device, image_size=None, mean=None, std=None, clips=False):
     from neuroalign.models.specs import load_model
 
     return load_model(args.model, args.weights, device=device, seed=args.seed,
-                      image_size=image_size, mean=mean, std=std)
+                      image_size=image_size, mean=mean, std=std, clips=clips)
 
 
 def add_extract(sub):
@@ -41,9 +41,26 @@ def add_extract(sub):
         "netCDF-4 file (a group per layer, 'presentation' dimension with stimulus ids). The "
         "file appears under its name only when complete.")
     _add_model_args(p)
-    p.add_argument("--stimuli", required=True,
-                   help="a registered stimulus set (kriegeskorte92, cichy92, algonauts78, "
-                        "cifar10-train, cifar10-test) or a folder of images")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--stimuli",
+                       help="a registered stimulus set (kriegeskorte92, cichy92, algonauts78, "
+                            "cifar10-train, cifar10-test) or a folder of images")
+    given.add_argument("--clips", type=Path, metavar="FOLDER",
+                       help="video clips instead: a folder of video files (mp4, avi, webm, mkv, "
+                            "mov) or of frame folders; video models take them as they are, an "
+                            "image model runs frame by frame (see docs/video.md)")
+    p.add_argument("--frames", type=_positive_int, default=16,
+                   help="with --clips: frames per presentation (default 16)")
+    p.add_argument("--fps", type=float,
+                   help="with --clips: sample the frames at this rate (default: spread evenly "
+                        "over each whole clip)")
+    p.add_argument("--stride", type=float, metavar="SECONDS",
+                   help="with --clips and --fps: a presentation per window, windows this far apart")
+    p.add_argument("--frame-rate", type=float,
+                   help="with --clips: the frame rate of frame folders (frames per second)")
+    p.add_argument("--time-pooling", choices=["none", "mean", "max"], default="none",
+                   help="with --clips: keep time in layers that have it (none, the default: "
+                        "presentation x time x ...) or average / maximise over it")
     p.add_argument("--stimulus-ids", type=Path, metavar="MAP.csv",
                    help="a folder's images get these ids instead of their file names: a CSV "
                         "with the header file,stimulus_id (file: the image's path in the "
@@ -103,9 +120,23 @@ def _run_extract(args):
 
     if (args.mean is None) != (args.std is None):
         raise ValueError("give --mean and --std together")
+    clip_options = [f"--{name.replace('_', '-')}" for name in ("fps", "stride", "frame_rate")
+                    if getattr(args, name) is not None]
+    if args.time_pooling != "none":
+        clip_options.append("--time-pooling")
+    if args.clips is None and clip_options:
+        raise ValueError(f"{', '.join(clip_options)} apply to clips: give --clips FOLDER")
+    if args.clips is not None and args.stimulus_ids is not None:
+        raise ValueError("--stimulus-ids maps image files; clips take their file names as ids")
     device = resolve_device(args.device)
-    stimuli = _stimuli_from_arg(args.stimuli, args.stimulus_ids)
-    loaded = _load(args, device, args.image_size, args.mean, args.std)
+    if args.clips is not None:
+        from neuroalign.data.clips import ClipSet
+
+        stimuli = ClipSet(args.clips, args.frames, args.fps, args.stride,
+                          frame_rate=args.frame_rate)
+    else:
+        stimuli = _stimuli_from_arg(args.stimuli, args.stimulus_ids)
+    loaded = _load(args, device, args.image_size, args.mean, args.std, clips=args.clips is not None)
     model, transform, attrs = loaded.model, loaded.transform, dict(loaded.attrs)
     pooling = args.pooling
     if pooling is not None and pooling.isdigit():
@@ -145,7 +176,8 @@ def _extract(args, model, stimuli, transform, device, pooling, attrs):
                    compression_level=args.compression_level,
                    compression_threads=args.compression_threads, resume=args.resume,
                    overwrite=args.overwrite, attrs=attrs,
-                   output_element=_output_elements(args.output_element))
+                   output_element=_output_elements(args.output_element),
+                   time_pooling=None if args.time_pooling == "none" else args.time_pooling)
 
 
 def _positive_int(text: str) -> int:
@@ -179,6 +211,8 @@ def add_layers(sub):
     p.add_argument("--image-size", type=_positive_int,
                    help="input size of the dry run (default: the model's own preprocessing)")
     p.add_argument("--expand", action="store_true", help="one line per module, repeated blocks too")
+    p.add_argument("--frames", type=_positive_int, default=16,
+                   help="frames of the dry run's clip, for video models (default 16)")
     p.set_defaults(run=_run_layers)
 
 
@@ -187,10 +221,12 @@ def _run_layers(args):
 
     loaded = _load(args, "cpu", args.image_size)
     model, size = loaded.model, loaded.preprocessing.size
-    shapes = layer_shapes(model, (3, size, size))
+    clip = {"CTHW": (3, args.frames), "TCHW": (args.frames, 3)}.get(loaded.preprocessing.clip_layout or "")
+    input_shape = (*(clip or (3,)), size, size)
+    shapes = layer_shapes(model, input_shape)
     default = resolve_layers(model, None)
     groups = block_groups(model)
-    print(f"{args.model}: {type(model).__name__}, input 3×{size}×{size}; default layers: "
+    print(f"{args.model}: {type(model).__name__}, input {'×'.join(map(str, input_shape))}; default layers: "
           f"{_span(default)} ({len(default)})")
     rows: dict[str, tuple[list, bool]] = {}
     for name, shape in shapes.items():

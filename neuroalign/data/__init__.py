@@ -17,6 +17,7 @@ from neuroalign.data.brain import (
     load_rdms_file,
 )
 from neuroalign.data.cifar import load_cifar10
+from neuroalign.data.clips import ClipSet
 from neuroalign.data.cowley import load_cowley_v4, load_cowley_v4_images
 from neuroalign.data.files import FILES, cache_dir, data_root, fetch, sha256sum
 from neuroalign.data.registry import (
@@ -38,6 +39,7 @@ from neuroalign.data.stimulus_sets import (
 )
 
 __all__ = [
+    "ClipSet",
     "BRAIN_DATA",
     "CV_RDM_METHODS",
     "BrainData",

@@ -25,6 +25,7 @@ from neuroalign.extraction.pipeline import fit_pca_projections, run_batches
 from neuroalign.extraction.reductions import DEFAULT_PCA_FIT, check_options, check_tokens
 from neuroalign.extraction.resume import check_existing, check_output, check_resumed
 from neuroalign.extraction.sources import Head, as_source, load_batch
+from neuroalign.extraction.time import check_time_pooling
 from neuroalign.interrupts import Interrupted, deferred_signals
 from neuroalign.models.layout import token_layout as detect_token_layout
 from neuroalign.provenance import library_versions, weights_sha256
@@ -59,6 +60,8 @@ def extract(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    time_pooling: str | None = None,
+    time_layout=None,
 ) -> Path:
     """Run ``model`` over ``stimuli`` and write the chosen layers' activations to ``out``.
 
@@ -142,6 +145,14 @@ def extract(
         overwrite: replace an existing ``out`` or discard an interrupted ``<out>.partial``.
             Without ``resume`` or ``overwrite`` either of them is a FileExistsError.
         progress: show a tqdm progress bar.
+        time_pooling: for clips (:class:`~neuroalign.data.clips.ClipSet`, batches
+            (b, 3, T, H, W) or (b, T, 3, H, W)): a layer that keeps time is written as
+            (presentation, time, ...) with the frame times as its ``time`` coordinate (None),
+            or averaged (``"mean"``) or maximised (``"max"``) over time. Spatial pooling,
+            tokens and projections apply to every time step alike.
+        time_layout: how the model's outputs hold time
+            (:class:`~neuroalign.extraction.time.TimeLayout`); None: read from the model
+            (:func:`neuroalign.models.video.time_layout`).
 
     Returns:
         The path of the finished file.
@@ -150,6 +161,7 @@ def extract(
     if len(source) == 0:
         raise ValueError("The stimulus set is empty.")
     check_options(batch_size, pooling, tokens, projection, n_components)
+    check_time_pooling(time_pooling)
     transform, description = _split_transform(transform)
     mask_fn, mask_attrs = mask_function(mask, seed)
     layers, keyed = split_element_keys(layers)
@@ -172,19 +184,22 @@ def extract(
     fit_set = _pca_fit_set(source, fit_stimuli, file_attrs) if projection == "pca" else None
     first = load_batch(source, np.arange(min(batch_size, len(source))), transform, mask_fn)
     _input_attrs(file_attrs, first[0])
+    time_layout, frame_times = _clip_settings(model, source, first[0], time_layout, time_pooling,
+                                              file_attrs)
     if resume and check_existing(out, source, file_attrs, names, lenient):
         return out  # finished, with these settings
 
     was_training = model.training
     runner = Runner(model, names, lenient, pooling, tokens, device, 2 if overlap else 1,
-                    output_element, token_layout)
+                    output_element, token_layout, time_layout, time_pooling)
+    runner.frame_times = frame_times
     bar = tqdm(total=len(source), unit="img", desc="extract", disable=not progress)
     try:
         model.eval()
         with deferred_signals() as stop, ActivationWriter(
             out, attrs=file_attrs, dtype=dtype, compression=compression,
             compression_level=compression_level, compression_threads=compression_threads,
-            resume=resume,
+            resume=resume, time_units=file_attrs.get("time_units", "s"),
         ) as writer:
             if writer.resumed:
                 _continue_file(writer, runner, source, projection, bar)
@@ -300,3 +315,27 @@ def _fit_pca(writer, runner, fit_set, transform, mask_fn, batch_size, k) -> None
             "mean": (("unit",), mean),
             "explained_variance": (("feature",), variance),
         }
+
+
+def _clip_settings(model, source, x: torch.Tensor, time_layout, time_pooling, file_attrs: dict):
+    """For clip batches (5-D): the model's time layout, the input frames' times, and the
+    attributes saying how time was handled; (None, None) for images."""
+    if x.ndim != 5:
+        if time_pooling is not None:
+            raise ValueError(f"time_pooling={time_pooling!r} needs clips as stimuli; these "
+                             f"batches are {tuple(x.shape)}.")
+        return None, None
+    from neuroalign.models.video import time_layout as detect_time_layout
+
+    layout = time_layout if time_layout is not None else detect_time_layout(model)
+    n_frames = getattr(source, "frames", None) or int(
+        x.shape[2] if x.shape[1] == 3 and x.shape[2] != 3 else x.shape[1])
+    frame_times = getattr(source, "frame_times", None)
+    units = "s"
+    if frame_times is None or len(frame_times) != n_frames:
+        frame_times, units = np.arange(n_frames, dtype=np.float64), "frame"
+    file_attrs.update({"time_pooling": time_pooling or "none", "time_units": units,
+                       "frames": n_frames})
+    if getattr(source, "sampling", None):
+        file_attrs["clip_sampling"] = str(source.sampling)
+    return layout, np.asarray(frame_times, dtype=np.float64)

@@ -3,6 +3,7 @@ and the reductions applied to them (one batch in, arrays out)."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from neuroalign.extraction.reductions import pool, select_tokens
+from neuroalign.extraction.time import module_layout, per_step, pool_time, split_time
 
 __all__ = ["Recorder", "Runner", "check_output_element", "pick_element", "split_element_keys"]
 
@@ -102,9 +104,11 @@ class Recorder:
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str], pooling=None, slots: int = 1,
-                 output_element: Mapping[str, int | str] | None = None):
+                 output_element: Mapping[str, int | str] | None = None, time_layout=None):
         modules = dict(model.named_modules())
         self.pooling = pooling
+        self.time_layout, self.batch = time_layout, 0  # clips: outputs keeping time -> (b, T, ...)
+        self.timed: set[str] = set()
         self.output_element = dict(output_element or {})
         # layer -> the element kept of a tuple, list or dict output (str of index or key)
         self.elements: dict[str, str] = {}
@@ -129,7 +133,14 @@ class Recorder:
                     f"Layer {name!r} returned {type(output).__name__}, not a tensor (or a tuple, "
                     "list or dict holding one); choose another layer."
                 )
-            self.outputs[name] = self._keep(name, pool(output, self.pooling))
+            output, timed = split_time(output, self.batch, module_layout(module, self.time_layout))
+            if timed:
+                self.timed.add(name)
+                if self.pooling is not None:
+                    output = per_step(lambda v: pool(v, self.pooling), output)
+            else:
+                output = pool(output, self.pooling)
+            self.outputs[name] = self._keep(name, output)
             self.calls[name] = self.calls.get(name, 0) + 1
             self.order.append(name)
             if name == self.stop_after:
@@ -152,8 +163,9 @@ class Recorder:
         kept.copy_(x)
         return kept
 
-    def start_batch(self) -> None:
+    def start_batch(self, batch: int = 0) -> None:
         """Forget the last outputs; this batch's copies go to the next set of buffers."""
+        self.batch = batch
         self.outputs.clear()
         self.calls.clear()
         self.order.clear()
@@ -225,10 +237,14 @@ class Runner:
     """The model with its hooks and the per-layer options: one batch in, arrays out."""
 
     def __init__(self, model, names, lenient, pooling, tokens, device, slots=1,
-                 output_element=None, token_layout=None) -> None:
+                 output_element=None, token_layout=None, time_layout=None,
+                 time_pooling=None) -> None:
         self.model, self.names, self.lenient = model, names, lenient
         self.tokens, self.device, self.token_layout = tokens, device, token_layout
-        self.recorder = Recorder(model, names, pooling, slots, output_element)
+        self.time_pooling = time_pooling
+        self.recorder = Recorder(model, names, pooling, slots, output_element, time_layout)
+        self.timed: set[str] = set()  # layers written as (b, time, ...)
+        self.frame_times: np.ndarray | None = None  # the input frames' times, for clips
         self.warned: set[tuple] = set()  # (kind, layer) already warned about
         self.projections: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
@@ -237,7 +253,7 @@ class Runner:
 
         The outputs live in the recorder's buffers: they stay valid until the batch after
         next (two slots) or the next one (one slot)."""
-        self.recorder.start_batch()
+        self.recorder.start_batch(len(x))
         with torch.inference_mode():
             try:
                 self.model(x.to(self.device, non_blocking=True))
@@ -247,8 +263,19 @@ class Runner:
         if self.recorder.stop_after is None:
             self.recorder.stop_after = _last_layer(self.recorder, names)
         self.names, self.lenient = names, False
-        return {name: select_tokens(out, self.tokens, self.token_layout)
-                for name, out in outputs.items()}
+        features = {}
+        for name, out in outputs.items():
+            if name in self.recorder.timed:
+                out = pool_time(per_step(self._select_tokens, out), self.time_pooling)
+            else:
+                out = self._select_tokens(out)
+            features[name] = out
+        if self.time_pooling is None:
+            self.timed = self.recorder.timed & set(names)
+        return features
+
+    def _select_tokens(self, out: torch.Tensor) -> torch.Tensor:
+        return select_tokens(out, self.tokens, self.token_layout)
 
     def set_projection(self, layer: str, matrix: np.ndarray, mean: np.ndarray | None) -> None:
         self.projections[layer] = (
@@ -262,14 +289,15 @@ class Runner:
         for name, values in features.items():
             if name in self.projections:
                 matrix, mean = self.projections[name]
-                flat = values.reshape(len(values), -1).float()
+                lead = values.shape[:2] if name in self.timed else values.shape[:1]
+                flat = values.reshape(math.prod(lead), -1).float()
                 if flat.shape[1] != matrix.shape[0]:
                     raise ValueError(
                         f"Layer {name!r} has {flat.shape[1]} units but its stored projection "
                         f"expects {matrix.shape[0]}."
                     )
                 with torch.inference_mode():
-                    values = (flat - mean if mean is not None else flat) @ matrix
+                    values = ((flat - mean if mean is not None else flat) @ matrix).reshape(*lead, -1)
             out[name] = values.to("cpu", torch.float32).numpy()
         return out
 

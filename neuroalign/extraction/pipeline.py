@@ -14,6 +14,7 @@ import torch
 from neuroalign.activations import ActivationWriter
 from neuroalign.extraction.reductions import fit_pca, random_projection
 from neuroalign.extraction.sources import load_batch
+from neuroalign.extraction.time import step_times
 
 __all__ = ["LARGE_FILE_BYTES", "batch_indices", "fit_pca_projections", "run_batches", "size_notice"]
 
@@ -31,8 +32,9 @@ def fit_pca_projections(runner, fit_source, transform, mask_fn, batch_size: int,
     for index in batch_indices(0, len(fit_source), batch_size):
         x, _ = load_batch(fit_source, index, transform, mask_fn)
         for name, values in runner.features(x).items():
+            rows = values.flatten(0, 1) if name in runner.timed else values  # time steps: rows
             collected.setdefault(name, []).append(  # a copy: the buffers are reused
-                values.reshape(len(values), -1).to("cpu", torch.float32).numpy().copy()
+                rows.reshape(len(rows), -1).to("cpu", torch.float32).numpy().copy()
             )
     fitted = {}
     for name, parts in collected.items():
@@ -59,8 +61,11 @@ def _warn_unprojected(name: str, units: int, k: int) -> None:
 def _layer_options(features, runner, writer, projection, k, seed) -> None:
     """On the first batch of a new file: random projections and per-layer provenance."""
     for name, values in features.items():
-        shape = tuple(values.shape[1:])
-        axes = {4: "channel y x", 3: "token feature", 2: "feature"}[values.ndim]
+        timed = name in runner.timed  # projected step by step
+        shape = tuple(values.shape[2 if timed else 1:])
+        axes = {3: "channel y x", 2: "token feature", 1: "feature"}[len(shape)]
+        if timed:
+            writer.layer_time[name] = step_times(values.shape[1], runner.frame_times)
         layer_attrs = {}
         if projection is not None:
             units = math.prod(shape)

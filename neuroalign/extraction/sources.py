@@ -72,7 +72,9 @@ def _to_numpy(value):
 
 
 def as_source(stimuli):
-    if isinstance(stimuli, (StimulusSet, DatasetStimuli)):
+    if isinstance(stimuli, (StimulusSet, DatasetStimuli)) or all(
+        hasattr(stimuli, a) for a in ("stimulus_id", "name", "item", "__len__")
+    ):  # an adapter (DatasetStimuli, ClipSet) or a StimulusSet
         return stimuli
     if isinstance(stimuli, torch.utils.data.Dataset) or (
         hasattr(stimuli, "__len__") and hasattr(stimuli, "__getitem__") and not isinstance(
@@ -81,7 +83,7 @@ def as_source(stimuli):
     ):
         return DatasetStimuli(stimuli)
     raise TypeError(
-        "'stimuli' must be a StimulusSet, a DatasetStimuli or a torch Dataset; got "
+        "'stimuli' must be a StimulusSet, a ClipSet, a DatasetStimuli or a torch Dataset; got "
         f"{type(stimuli).__name__}."
     )
 
@@ -103,10 +105,10 @@ def load_batch(source, index: np.ndarray, transform: Callable | None, mask_fn=No
             image, item = source.item(int(i))
             item_coords.append(item)
         x = transform(image) if transform is not None else image
-        if not isinstance(x, torch.Tensor) or x.ndim != 3:
+        if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4):  # an image or a clip
             what = "'transform' must map" if transform is not None else "Without a transform,"
             raise TypeError(
-                f"{what} each stimulus to a tensor (3, H, W); got {type(x).__name__} "
+                f"{what} each stimulus to a tensor (3, H, W) (a clip: 4 dims); got {type(x).__name__} "
                 f"{tuple(getattr(x, 'shape', ()))} for stimulus {str(source.stimulus_id[i])!r}"
                 + ("" if transform is not None else "; pass transform=image_transform(size)")
                 + "."

@@ -65,7 +65,7 @@ def token_layout(model: nn.Module) -> TokenLayout | None:
             return None
         if "hidden_sizes" in vars(config):  # hierarchical models without a class token
             return None
-        class_tokens = 2 if config.model_type == "deit" else 1
+        class_tokens = {"deit": 2, "videomae": 0}.get(config.model_type, 1)
         return TokenLayout(class_tokens, int(getattr(config, "num_register_tokens", 0) or 0),
                            _int(config.patch_size))
     if hasattr(model, "num_prefix_tokens") and hasattr(model, "patch_embed"):  # timm

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from neuroalign.models import video
 from neuroalign.models.specs import (
     WEIGHT_FILE_SUFFIXES,
     Preprocessing,
@@ -78,6 +79,9 @@ def weights_file_attrs(path) -> dict:
 def torchvision_model(name: str, weights, seed: int):
     import torchvision
 
+    if "+" in name:  # FLOW+CNN: RAFT's flow into an image CNN (video.FlowCNN)
+        return _flow_cnn_model(name, weights, seed)
+
     try:
         enum = torchvision.models.get_model_weights(name)
     except ValueError:
@@ -91,18 +95,37 @@ def torchvision_model(name: str, weights, seed: int):
             raise ValueError(f"{spec} has no weights {weights!r}; it has {list(enum.__members__)} "
                              "(or give a weights file, or 'random').")
         chosen = enum[str(weights)]
-    preprocessing, transform = _torchvision_preprocessing(chosen)
+    if name in video.FLOW_MODELS:  # RAFT's transform takes frame pairs
+        preprocessing, transform = video.flow_preprocessing(name), None
+    else:
+        preprocessing, transform = _torchvision_preprocessing(chosen)
     if weights == "random" or _is_weights_file(weights):
         model = build_seeded(lambda: torchvision.models.get_model(name, weights=None), seed)
         attrs = {"model": spec, "weights": f"random initialisation, seed {seed}"}
         if weights != "random":
             attrs.update(load_weights_file(model, weights, spec))
-        return model, preprocessing, transform, attrs
+        return (*video.adapt_torchvision(name, model, preprocessing, transform), attrs)
     _fetch_torch_hub(chosen.url, f"{spec} weights {chosen.name}",
                      f"torchvision.models.get_model('{name}', weights='{chosen.name}')")
     model = torchvision.models.get_model(name, weights=chosen)
-    return model, preprocessing, transform, {
-        "model": spec, "weights": f"torchvision {type(chosen).__name__}.{chosen.name}", "weights_url": chosen.url}
+    return (*video.adapt_torchvision(name, model, preprocessing, transform), {
+        "model": spec, "weights": f"torchvision {type(chosen).__name__}.{chosen.name}", "weights_url": chosen.url})
+
+
+def _flow_cnn_model(name: str, weights, seed: int):
+    """``raft_small+resnet18``: the flow model with ``weights``, the CNN (its first conv now
+    taking the 2 flow channels) with random weights seeded by ``seed``."""
+    flow_name, _, cnn_name = name.partition("+")
+    if flow_name not in video.FLOW_MODELS or not cnn_name:
+        raise ValueError(f"torchvision:{name}: a flow CNN is FLOW+CNN with FLOW one of "
+                         f"{list(video.FLOW_MODELS)} (e.g. raft_small+resnet18).")
+    flow, preprocessing, transform, attrs = torchvision_model(flow_name, weights, seed)
+    import torchvision
+
+    cnn = build_seeded(lambda: video.FlowCNN(flow, torchvision.models.get_model(cnn_name, weights=None)), seed)
+    attrs = {**attrs, "model": f"torchvision:{name}",
+             "weights": f"{attrs['weights']} (flow); random initialisation, seed {seed} (CNN)"}
+    return cnn, preprocessing, transform, attrs
 
 
 def _torchvision_preprocessing(chosen):
@@ -236,7 +259,8 @@ def hf_model(name: str, weights, seed: int):
                           f"from transformers import AutoImageProcessor; AutoImageProcessor.from_pretrained('{name}')")
     preprocessing = _hf_preprocessing(processor, spec)
     transform = _HFTransform(processor)
-    return model, preprocessing, (transform, repr(transform)), attrs
+    preprocessing, pair = video.adapt_hf(model, preprocessing, (transform, repr(transform)))
+    return model, preprocessing, pair, attrs
 
 
 def _vision_tower(model: nn.Module, spec: str) -> nn.Module:

@@ -63,6 +63,8 @@ class Preprocessing:
         interpolation: "bilinear", "bicubic" or "nearest".
         mean, std: per-channel normalisation, or None (pixels in [0, 1]).
         source: whose preprocessing this is ("torchvision weights IMAGENET1K_V2", …).
+        clip_layout: for clips: the model's input per clip, ``"CTHW"`` (torchvision's video
+            models) or ``"TCHW"`` (VideoMAE, image models frame by frame); None: images.
     """
 
     size: int
@@ -71,6 +73,7 @@ class Preprocessing:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     source: str = "neuroalign"
+    clip_layout: str | None = None
 
     def with_overrides(self, image_size: int | None = None, mean: Sequence[float] | None = None,
                        std: Sequence[float] | None = None) -> Preprocessing:
@@ -91,6 +94,12 @@ class Preprocessing:
 
     def transform(self):
         """(neuroalign's ImageTransform with these parameters, its description)."""
+        if self.clip_layout is not None:
+            from neuroalign.models.video import ClipTransform
+
+            clip = ClipTransform(self.size, self.mean, self.std, self.resize, self.interpolation,
+                                 self.clip_layout)
+            return clip, clip.description
         from neuroalign.extraction.transforms import image_transform
 
         return image_transform(self.size, self.mean, self.std, self.resize, self.interpolation)
@@ -106,6 +115,8 @@ class Preprocessing:
         }
         if self.mean is not None and self.std is not None:
             out.update(preprocessing_mean=str(list(self.mean)), preprocessing_std=str(list(self.std)))
+        if self.clip_layout is not None:
+            out["preprocessing_clip_layout"] = self.clip_layout
         return out
 
 
@@ -176,6 +187,7 @@ def load_model(
     image_size: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    clips: bool = False,
 ) -> LoadedModel:
     """The model a spec names (see the module docstring), its preprocessing and provenance.
 
@@ -186,6 +198,8 @@ def load_model(
         device: where the model goes.
         seed: seed of random initial weights (registered names, "random").
         image_size, mean, std: override the source's preprocessing (both mean and std).
+        clips: for video clips: video and flow models take them as they are, an image model
+            is applied frame by frame (:func:`neuroalign.models.video.clip_ready`).
 
     Returns:
         LoadedModel.
@@ -212,7 +226,12 @@ def load_model(
         transform = overridden.transform()
     attrs = {"model_spec": str(spec), **attrs, **overridden.attrs(),
              **library_versions(*pretrained.LIBRARIES.get(source, ("torch",)))}
-    return LoadedModel(model.to(device).eval(), transform, overridden, attrs)
+    loaded = LoadedModel(model.to(device).eval(), transform, overridden, attrs)
+    if clips:
+        from neuroalign.models.video import clip_ready
+
+        return clip_ready(loaded)
+    return loaded
 
 
 def _named_model(name: str, weights, seed: int):
