@@ -10,6 +10,7 @@ TIMM = ["timm>=0.9"]
 HF = ["transformers>=4.40", "safetensors>=0.4"]
 OPEN_CLIP = ["open-clip-torch>=2.24"]
 FOREGROUND = ["rembg[cpu]>=2.0.50"]
+DISTRIBUTED = ["distributed>=2024.1"]
 VIDEO = ["av>=12"]  # PyAV: decoding video clips (neuroalign.data.clips)
 
 setup(
@@ -57,10 +58,12 @@ setup(
         "open_clip": OPEN_CLIP,
         "models": [*TIMM, *HF, *OPEN_CLIP],
         "video": VIDEO,
+        # analyses on a dask.distributed cluster (LocalCluster here; dask-jobqueue for Slurm/PBS)
+        "distributed": DISTRIBUTED,
         # the test suite covers foreground maps and every model source, so the README's
         # `.[test]` installs them too
-        "test": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP, *VIDEO],
-        "dev": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP, *VIDEO, "ruff==0.17.6", "mypy==2.4.1", "types-tqdm"],
+        "test": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP, *VIDEO, *DISTRIBUTED],
+        "dev": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP, *VIDEO, *DISTRIBUTED, "ruff==0.17.6", "mypy==2.4.1", "types-tqdm"],
     },
     entry_points={"console_scripts": ["neuroalign=neuroalign.cli:main"]},
 )

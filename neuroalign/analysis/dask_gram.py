@@ -28,9 +28,9 @@ BLOCK_BYTES = 128 * 2**20
 def default_block_bytes() -> int:
     """The dask config value ``neuroalign.block_bytes`` if set (``dask.config.set(...)``),
     else `BLOCK_BYTES`, or less when a ``dask.distributed`` client is active: a tenth of the
-    smallest worker's free memory (its limit less what it uses). A tile task holds two blocks
+    smallest worker's free memory (70 % of its limit less what it uses). A tile task holds two blocks
     as read, a prepared copy of each (float64 for CKA and decorrelation: twice a float32
-    block) and whatever the reading itself allocates."""
+    block) and whatever the reading itself allocates: 7-10 blocks at its peak (measured)."""
     import dask
 
     given = dask.config.get("neuroalign.block_bytes", None)
@@ -42,7 +42,8 @@ def default_block_bytes() -> int:
         workers = get_client().scheduler_info()["workers"].values()
     except (ImportError, ValueError):  # no distributed, or no client
         return BLOCK_BYTES
-    free = [w["memory_limit"] - w.get("metrics", {}).get("memory", 0)
+    # free: below the 80 % at which dask pauses a worker, with a margin for the heap's growth
+    free = [int(0.7 * w["memory_limit"]) - w.get("metrics", {}).get("memory", 0)
             for w in workers if w.get("memory_limit")]
     return max(2**20, min([BLOCK_BYTES, *(f // 10 for f in free)]))
 
@@ -100,20 +101,33 @@ def _block_stats(block: _Unread) -> tuple[int, np.ndarray, np.ndarray, np.ndarra
     return len(b), b.min(axis=0), b.max(axis=0), mean, np.einsum("ij,ij->j", dev, dev)
 
 
+def _same(value):
+    return value
+
+
+def _merge_stats(a: tuple, b: tuple) -> tuple:
+    """Two blocks' `_block_stats` as one (Chan et al.'s pairwise update of mean and M2)."""
+    n, low, high, mean, m2 = a
+    nb, lb, hb, mb, m2b = b
+    total = n + nb
+    delta = mb - mean
+    return (total, np.minimum(low, lb), np.maximum(high, hb), mean + delta * (nb / total),
+            m2 + m2b + delta**2 * (n * nb / total))
+
+
 def column_stats(x, block_bytes: int | None = None) -> dict[str, np.ndarray]:
     """Per-feature min, max, mean and std (ddof=1, float64) of a dask array: one task per
-    block of rows (each reading its own block), merged with Chan et al.'s pairwise update."""
+    block of rows (each reading its own block), merged pairwise in a tree, so that no worker
+    holds more than a few blocks' statistics (5 × D values each)."""
     import dask
 
     _, blocks = _blocks(_rows(x, block_bytes))
-    (parts,) = dask.compute([dask.delayed(_block_stats, pure=False)(b) for b in blocks])
-    n, low, high, mean, m2 = parts[0]
-    for nb, lb, hb, mb, m2b in parts[1:]:
-        delta = mb - mean
-        total = n + nb
-        mean = mean + delta * (nb / total)
-        m2 = m2 + m2b + delta**2 * (n * nb / total)
-        low, high, n = np.minimum(low, lb), np.maximum(high, hb), total
+    level = [dask.delayed(_block_stats, pure=False)(b) for b in blocks]
+    while len(level) > 1:
+        pairs = [dask.delayed(_merge_stats, pure=False)(a, b)
+                 for a, b in zip(level[::2], level[1::2], strict=False)]
+        level = pairs + ([level[-1]] if len(level) % 2 else [])
+    (n, low, high, mean, m2), = dask.compute(level[0])
     std = np.sqrt(m2 / (n - 1)) if n > 1 else np.full_like(m2, np.nan)
     return {"min": low, "max": high, "mean": mean, "std": std}
 
@@ -148,8 +162,9 @@ def dask_gram(x, prepare: Callable, chunk_size: int = 4096,
 
     rows = _rows(x, block_bytes)
     bounds, blocks = _blocks(rows)
+    shared = dask.delayed(_same, pure=False)(prepare)  # its arrays once in the graph
     tasks = {(i, j): dask.delayed(_tile, pure=False)(blocks[i], None if i == j else blocks[j],
-                                                    prepare, chunk_size)
+                                                    shared, chunk_size)
              for i in range(len(blocks)) for j in range(i, len(blocks))}
     (done,) = dask.compute(tasks)
     n = rows.shape[0]
