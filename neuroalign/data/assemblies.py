@@ -241,11 +241,15 @@ def read_assembly(
 
 def write_assembly(assembly: xr.DataArray, out: str | Path) -> Path:
     """Write an assembly to the netCDF file ``out`` (through ``<out>.part``, then renamed)."""
+    return write_netcdf(check_assembly(assembly), out)
+
+
+def write_netcdf(data: xr.DataArray | xr.Dataset, out: str | Path) -> Path:
+    """Write ``data`` to the netCDF file ``out`` through ``<out>.part-<pid>``, then rename."""
     out = Path(out)
-    assembly = check_assembly(assembly)
     tmp = out.with_name(f"{out.name}.part-{os.getpid()}")
     try:
-        assembly.to_netcdf(tmp)
+        data.to_netcdf(tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

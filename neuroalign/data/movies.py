@@ -25,12 +25,13 @@ ceilings. :func:`read_movie_responses` reads netCDF (this layout) and ``.npz`` (
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from neuroalign.data.assemblies import write_netcdf
 
 __all__ = [
     "CLIP_FEATURE_KEYS",
@@ -240,15 +241,7 @@ def read_movie_responses(path: str | Path) -> xr.Dataset:
 
 def write_movie_responses(responses: xr.Dataset, out: str | Path) -> Path:
     """Write a movie response to the netCDF file ``out`` (through a temporary name, renamed)."""
-    out = Path(out)
-    responses = check_movie_responses(responses)
-    tmp = out.with_name(f"{out.name}.part-{os.getpid()}")
-    try:
-        responses.to_netcdf(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return write_netcdf(check_movie_responses(responses), out)
 
 
 def timeline_from_events(events: Mapping[str, str | Path], stimulus_column: str = "stim_file"
