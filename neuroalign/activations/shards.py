@@ -231,8 +231,8 @@ def _partial_count(partial: Path) -> int | str:
 
     try:
         with h5py.File(partial, "r", locking=False) as f:
-            return int(f.attrs.get("presentations_complete", 0))
-    except (OSError, ValueError):
+            return int(np.ravel(f.attrs.get("presentations_complete", 0))[0])
+    except (OSError, ValueError, IndexError):
         return "an unknown number"
 
 
