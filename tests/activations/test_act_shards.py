@@ -126,12 +126,20 @@ def test_torchrun_shards_equal_the_single_process_file(images, reference, tmp_pa
     assert main(["merge", str(manifest_path(out)), "--out", str(merged)]) == 2  # exists
 
     # an analysis taking a file path takes the manifest
-    from neuroalign.workflows import decorrelation_from_file, stimulus_coords
+    from neuroalign.workflows import (
+        decorrelation_from_file,
+        model_similarity_from_files,
+        stimulus_coords,
+    )
 
     d_one, d_shards = decorrelation_from_file(reference), decorrelation_from_file(manifest_path(out))
     for var in d_one.data_vars:
         np.testing.assert_array_equal(d_one[var].values, d_shards[var].values, err_msg=var)
     assert stimulus_coords(manifest_path(out)).equals(stimulus_coords(reference))
+    cka_one = model_similarity_from_files(reference, compare_method="cka")
+    cka_shards = model_similarity_from_files(manifest_path(out), compare_method="cka")
+    np.testing.assert_allclose(cka_shards.values, cka_one.values, rtol=1e-12)
+    assert cka_one.shape == (4, 4) and np.ptp(cka_one.values) > 0.01
 
 
 KILL = """
@@ -286,3 +294,41 @@ def test_shard_names():
     assert shard_path("/d/acts.nc", 1, 2).name == "acts.shard-01-of-02.nc"
     assert shard_path("acts.nc", 7, 128).name == "acts.shard-007-of-128.nc"
     assert manifest_path("/d/acts.nc").name == "acts.manifest.json"
+
+
+def test_pca_is_fitted_alike_on_every_rank(images, tmp_path):
+    """PCA is fitted on the whole set's first stimuli by every rank: the shards' projections
+    and values are the single process's."""
+    folder = tmp_path / "eight"
+    folder.mkdir()
+    for path in sorted(images.iterdir())[:8]:
+        shutil.copy(path, folder / path.name)
+    kw = dict(projection="pca", n_components=3, fit_stimuli=6)
+    single = extract_resnet(folder, tmp_path / "single.nc", **kw)
+    out = tmp_path / "acts.nc"
+    spawn_local(extract_resnet, 2, folder, out, start_method="fork", **kw)
+    a, b = open_activations(single), open_activations(manifest_path(out))
+    s1 = open_activations(shard_path(out, 1, 2))
+    assert a.attrs["pca_fit"] == b.attrs["pca_fit"] == "first 6 stimuli of eight"
+    for layer in ("layer1/0/conv1", "layer4"):
+        for var in ("activation", "projection", "mean", "explained_variance"):
+            np.testing.assert_array_equal(a[layer][var].values, b[layer][var].values)
+        np.testing.assert_array_equal(s1[layer]["projection"].values, a[layer]["projection"].values)
+        assert b[layer]["activation"].shape == (8, 3)
+    for tree in (a, b, s1):
+        tree.close()
+
+
+def test_rank_device(monkeypatch):
+    from neuroalign.extraction.shards import rank_device
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setenv("RANK", "7")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert rank_device("auto") == torch.device("cpu")
+    assert rank_device("cpu") == "cpu" and rank_device(None) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert rank_device("auto") == rank_device("cuda") == torch.device("cuda", 3)
+    assert rank_device("cuda:0") == "cuda:0"  # an explicit device is kept
