@@ -344,20 +344,38 @@ def merge_shards(manifest: str | Path, out: str | Path, *, overwrite: bool = Fal
             nonfinite="ignore", layer_data=extra, layer_attrs=layer_attrs,
             layer_time=layer_time, time_units=units, compression_threads=compression_threads,
         ) as writer:
-            for start in range(0, n, batch):
-                part = slice(start, min(n, start + batch))
-                arrays = {layer: np.asarray(tree[group_path(layer)]["activation"]
-                                            .isel(presentation=part).values)
-                          for layer in layers}
-                coords: dict[str, Any] = {c: np.asarray(root[c].isel(presentation=part).values)
-                          for c in coord_names}
-                ids = np.asarray(root["stimulus_id"].isel(presentation=part).values).astype(str)
-                writer.write_batch(arrays, list(ids), coords)
-                bar.update(len(ids))
+            # shard by shard, without dask: shards start at whole batches, so the batches
+            # written are the single process's
+            for shard in info["shards"]:
+                if shard["path"] is not None:
+                    _copy_shard(shard["path"], writer, layers, coord_names, batch, bar)
         bar.close()
     finally:
         tree.close()
     return out
+
+
+def _copy_shard(path: Path, writer, layers: list[str], coord_names: list[str], batch: int,
+                bar) -> None:
+    """Write one (checked) shard into ``writer``, ``batch`` stimuli at a time."""
+    from neuroalign.activations.reader import layer_read_errors, open_activations
+
+    part = open_activations(path, chunks=None)
+    try:
+        root = part.to_dataset(inherit=False)
+        for start in range(0, part.sizes["presentation"], batch):
+            rows = slice(start, start + batch)
+            arrays = {}
+            for layer in layers:
+                with layer_read_errors(path, layer):
+                    node = _node(part, group_path(layer)).to_dataset(inherit=False)
+                    arrays[layer] = np.asarray(node["activation"][rows].values)
+            coords: dict[str, Any] = {c: np.asarray(root[c][rows].values) for c in coord_names}
+            ids = np.asarray(root["stimulus_id"][rows].values).astype(str)
+            writer.write_batch(arrays, list(ids), coords)
+            bar.update(len(ids))
+    finally:
+        part.close()
 
 
 def _node(tree: xr.DataTree, path: str) -> xr.DataTree:

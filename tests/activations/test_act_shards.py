@@ -52,7 +52,7 @@ def cli_args(folder, out):
     return ["extract", "torchvision/resnet18", "--stimuli", str(folder), "--out", str(out),
             "--image-size", "32", "--batch-size", str(BATCH), "--device", "auto", "--seed", "0",
             "--layers", "layer1.0.conv1", "layer2.*", "fc", "--projection", "random",
-            "--n-components", "6", "--compression-threads", "1"]
+            "--n-components", "6", "--mask", "patches:0.5:noise", "--compression-threads", "1"]
 
 
 @pytest.fixture(scope="module")
