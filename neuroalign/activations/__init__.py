@@ -38,7 +38,8 @@ Reading needs no PyTorch: numpy, netCDF4 and xarray only.
 Modules: ``schema`` (names, dims, attribute rules), ``codec`` (chunk size, BitRound, shuffle +
 deflate), ``layout`` (a new file's groups and variables), ``batch`` (checks of one batch),
 ``resume`` (reopening a ``.partial``), ``writer`` (:class:`ActivationWriter`), ``reader``
-(opening and views), ``index`` (the CSV of several files), ``errors``.
+(opening and views), ``index`` (the CSV of several files), ``shards`` (the manifest of a
+sharded extraction: one tree over its shards, merging them), ``errors``.
 """
 
 from neuroalign.activations.codec import MAX_CHUNK_BYTES, bitround
@@ -64,6 +65,7 @@ from neuroalign.activations.schema import (
     group_path,
     partial_path,
 )
+from neuroalign.activations.shards import manifest_path, merge_shards, shard_path
 from neuroalign.activations.writer import ActivationWriter
 
 __all__ = [
@@ -81,10 +83,13 @@ __all__ = [
     "group_path",
     "layer_activation",
     "layer_names",
+    "manifest_path",
+    "merge_shards",
     "open_activation_index",
     "open_activations",
     "partial_path",
     "read_activation_index",
+    "shard_path",
     "to_rsatoolbox",
     "write_activation_index",
 ]

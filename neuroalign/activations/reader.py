@@ -152,8 +152,14 @@ def open_activations(path: str | Path, chunks: str | dict | None = "auto") -> xr
     look: it is opened without HDF5's file lock and cut to its ``presentations_complete``
     stimuli (a read that meets a batch being written may fail; open it again).
 
+    A sharded extraction's manifest (``acts.manifest.json``) opens as one tree over all its
+    shards, equal to a single-process file's (see
+    :func:`neuroalign.activations.shards.open_manifest`; a missing or unfinished shard is an
+    ActivationFileError naming it and the command that finishes it).
+
     Args:
-        path: the ``.nc`` file written by :class:`ActivationWriter`, or its ``.partial``.
+        path: the ``.nc`` file written by :class:`ActivationWriter`, or its ``.partial``, or
+            a shard manifest (``.json``).
         chunks: dask chunks (``"auto"`` keeps the file's batch chunks as a basis); None reads
             lazily without dask.
 
@@ -166,7 +172,11 @@ def open_activations(path: str | Path, chunks: str | dict | None = "auto") -> xr
         ActivationFileError: not netCDF-4, not an activation file, or truncated/corrupt (also
             raised later, naming the layer, when a layer's data cannot be read).
     """
+    from neuroalign.activations.shards import is_manifest, manifest_path, open_manifest
+
     path = Path(path)
+    if is_manifest(path):
+        return open_manifest(path, chunks)
     if not path.is_file():
         partial = partial_path(path)
         hint = (
@@ -175,6 +185,10 @@ def open_activations(path: str | Path, chunks: str | dict | None = "auto") -> xr
             if partial.exists()
             else ""
         )
+        if manifest_path(path).is_file():
+            hint = (f" A sharded extraction wrote {manifest_path(path)}: open that, or merge "
+                    f"its shards into one file with neuroalign merge {manifest_path(path)} "
+                    f"--out {path}.")
         raise FileNotFoundError(f"Activation file {path} does not exist.{hint}")
     check_netcdf4(path)
     tree = _open_tree(path, None)

@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neuroalign {__version__}")
     sub = parser.add_subparsers(title="sub-commands", metavar="COMMAND", required=True)
     for add in (training.add_demo, training.add_pretrain, extraction.add_extract,
-                extraction.add_layers, analyses.add_decorrelation, analyses.add_probe,
+                extraction.add_layers, extraction.add_merge, analyses.add_decorrelation, analyses.add_probe,
                 analyses.add_rsa, analyses.add_compare_models, analyses.add_partition,
                 encoding.add_encode, movies.add_encode_movie):
         add(sub)

@@ -1,12 +1,14 @@
-"""Sub-commands that read models: ``extract`` and ``layers``."""
+"""Sub-commands that read models: ``extract`` and ``layers``; ``merge`` joins the shards of an
+``extract`` run under torchrun into one file."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from pathlib import Path
 
-__all__ = ["add_extract", "add_layers"]
+__all__ = ["add_extract", "add_layers", "add_merge"]
 
 
 MODEL_HELP = ("a model spec: torchvision:NAME, timm:NAME, hf:HUB_ID_OR_FOLDER, open_clip:ARCH/TAG, "
@@ -39,7 +41,10 @@ def add_extract(sub):
         "extract", help="extract layer activations of a model for a stimulus set into netCDF",
         description="Run a model over stimuli and write the chosen layers' activations to one "
         "netCDF-4 file (a group per layer, 'presentation' dimension with stimulus ids). The "
-        "file appears under its name only when complete.")
+        "file appears under its name only when complete. Under torchrun (torchrun "
+        "--nproc_per_node N -m neuroalign extract ...) each process writes its share of the "
+        "stimuli to OUT's shard files (acts.shard-00-of-02.nc ...) and rank 0 the manifest "
+        "acts.manifest.json, which every reader opens as one file (see docs/cluster.md).")
     _add_model_args(p)
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--stimuli",
@@ -116,7 +121,6 @@ def add_extract(sub):
 
 def _run_extract(args):
     from neuroalign.extraction import UnknownLayerError
-    from neuroalign.training.trainer import resolve_device
 
     if (args.mean is None) != (args.std is None):
         raise ValueError("give --mean and --std together")
@@ -128,7 +132,7 @@ def _run_extract(args):
         raise ValueError(f"{', '.join(clip_options)} apply to clips: give --clips FOLDER")
     if args.clips is not None and args.stimulus_ids is not None:
         raise ValueError("--stimulus-ids maps image files; clips take their file names as ids")
-    device = resolve_device(args.device)
+    device = _rank_device(args.device)
     if args.clips is not None:
         from neuroalign.data.clips import ClipSet
 
@@ -148,7 +152,19 @@ def _run_extract(args):
         path = _extract(args, model, stimuli, transform, device, pooling, attrs)
     except UnknownLayerError as err:
         raise err.with_hint(f"neuroalign layers {shlex.quote(args.model)}") from None
-    print(f"activations: {path}")
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        print(f"activations: {path}")
+
+
+def _rank_device(device: str):
+    """``--device``: under torchrun ``auto`` and ``cuda`` are this process's GPU."""
+    from neuroalign.extraction.shards import rank_device
+    from neuroalign.training.distributed import env_world
+    from neuroalign.training.trainer import resolve_device
+
+    if env_world()[1] > 1:
+        return rank_device(device)
+    return resolve_device(device)
 
 
 def _stimuli_from_arg(text: str, stimulus_ids):
@@ -253,3 +269,26 @@ def _collapse(name: str, groups: dict[str, list[str]]) -> str:
 
 def _span(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{names[0]} … {names[-1]}" if names else "none"
+
+
+def add_merge(sub):
+    p = sub.add_parser(
+        "merge", help="merge the shards of a sharded extraction (torchrun) into one file",
+        description="Write the shard files a manifest names (from extract under torchrun) into "
+        "one activation file, as a single process would have written it: the same values, ids, "
+        "coordinates, attributes, compression and chunks. The file appears under its name only "
+        "when complete.")
+    p.add_argument("manifest", type=Path, help="the manifest (OUT's .manifest.json)")
+    p.add_argument("--out", required=True, type=Path, help="the activation file to write (.nc)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument("--compression-threads", type=int,
+                   help="threads deflating chunks (default: one per CPU core, at most 8)")
+    p.set_defaults(run=_run_merge)
+
+
+def _run_merge(args):
+    from neuroalign.activations import merge_shards
+
+    path = merge_shards(args.manifest, args.out, overwrite=args.overwrite,
+                        compression_threads=args.compression_threads)
+    print(f"activations: {path}")

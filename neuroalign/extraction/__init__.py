@@ -15,7 +15,8 @@ Modules: ``layers`` (names and globs), ``transforms`` (image preprocessing), ``s
 (stimulus sources, batch loading), ``input_mask`` (masking inputs), ``hooks`` (recording and
 checking layer outputs), ``reductions`` (tokens, pooling, projections), ``pipeline`` (the batch
 loop), ``resume`` (checks before continuing a file), ``core`` (``extract``), ``checkpoints``
-(several checkpoints, one file each).
+(several checkpoints, one file each), ``shards`` (under torchrun: each process's share, the
+manifest).
 """
 
 from neuroalign.extraction.checkpoints import extract_checkpoints

@@ -24,11 +24,13 @@ from neuroalign.extraction.layers import is_default_choice, resolve_layers
 from neuroalign.extraction.pipeline import fit_pca_projections, run_batches
 from neuroalign.extraction.reductions import DEFAULT_PCA_FIT, check_options, check_tokens
 from neuroalign.extraction.resume import check_existing, check_output, check_resumed
+from neuroalign.extraction.shards import rank_device, sharding_from_env
 from neuroalign.extraction.sources import Head, as_source, load_batch
 from neuroalign.extraction.time import check_time_pooling
 from neuroalign.interrupts import Interrupted, deferred_signals
 from neuroalign.models.layout import token_layout as detect_token_layout
 from neuroalign.provenance import library_versions, weights_sha256
+from neuroalign.training.distributed import env_world, resolve_device
 
 __all__ = ["extract"]
 
@@ -77,6 +79,16 @@ def extract(
     pass and compression/writing overlap in three threads on an accelerator (``overlap``); at
     most two batches of activations are held at once.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) each process extracts its contiguous share of the
+    stimuli (whole batches, as equal as possible; see
+    :func:`~neuroalign.activations.shards.batch_shares`) into its own shard file next to
+    ``out`` (``acts.shard-00-of-02.nc`` for ``acts.nc``), resumable on its own; rank 0 writes
+    the manifest ``acts.manifest.json`` naming the shards, their ranges and the settings, and
+    every process returns its path once all shards are finished (open it with
+    :func:`~neuroalign.activations.open_activations`, or merge it with
+    :func:`~neuroalign.activations.shards.merge_shards`). The processes join a gloo process
+    group for barriers only. Each stimulus's values are those of a single-process run.
+
     Args:
         model: any ``nn.Module`` taking a (b, 3, H, W) float tensor.
         stimuli: a :class:`StimulusSet` (images, ids and per-stimulus coords, written as
@@ -84,13 +96,15 @@ def extract(
             :class:`DatasetStimuli`, or a torch ``Dataset`` yielding images or
             (image, label) pairs (wrapped in a DatasetStimuli with ids ``<class>/<index>``).
         layers: module paths, glob patterns, "blocks", "all" or None (see :func:`resolve_layers`).
-        out: the activation file (``.nc``).
+        out: the activation file (``.nc``); under torchrun, the name the shards and the
+            manifest are named after.
         transform: image -> tensor (3, H, W), or the (transform, description) pair from
             :func:`image_transform`; the description (or the transform's repr) is stored.
             None only for datasets that yield tensors already.
         batch_size: stimuli per forward pass and per write.
         device: where the model runs; None keeps the model's device. A given device moves the
-            model there.
+            model there; ``"auto"``: the GPU if there is one, else the CPU. Under torchrun
+            ``"auto"`` and ``"cuda"`` are this process's GPU, ``cuda:LOCAL_RANK``.
         dtype: ``"float32"`` or ``"float16"`` storage.
         pooling: None, ``"avg"`` or int k (see :func:`pool`); applies to 4-D outputs only.
         tokens: ``"all"``, ``"cls"``, ``"patches"`` or ``"mean"`` (see :func:`select_tokens`,
@@ -155,7 +169,7 @@ def extract(
             (:func:`neuroalign.models.video.time_layout`).
 
     Returns:
-        The path of the finished file.
+        The path of the finished file (under torchrun: of the manifest).
     """
     source = as_source(stimuli)
     if len(source) == 0:
@@ -171,29 +185,48 @@ def extract(
         output_element.update(dict.fromkeys(resolve_layers(model, choice), key))
     token_layout = token_layout if token_layout is not None else detect_token_layout(model)
     check_tokens(tokens, token_layout)
+    sharding = sharding_from_env(out, len(source), batch_size)
+    if sharding is not None:
+        device = rank_device(device)
+    elif device == "auto":
+        device = resolve_device("auto")
     device = _place_model(model, device)
     overlap = device.type != "cpu" if overlap is None else overlap
-    out = check_output(Path(out), resume, overwrite)
+    lo, hi = (0, len(source)) if sharding is None else sharding.span
+    if sharding is None:
+        out = check_output(Path(out), resume, overwrite)
+    else:  # every rank checks before any of them writes
+        sharding.join()
+        sharding.check_output(resume, overwrite)
+        out = sharding.file if sharding.empty else check_output(sharding.file, resume, overwrite)
+        sharding.barrier()
+        if sharding.empty:  # more processes than batches: nothing to extract here
+            return sharding.finish()
     file_attrs = {
         **_file_attrs(model, source, description, device, dtype, compression, compression_level),
         **_reduction_attrs(pooling, tokens, projection, n_components, seed),
         **_element_attrs(output_element), **mask_attrs,
         **(token_layout.attrs() if token_layout is not None else {}), **(attrs or {}),
         "weights_sha256": weights_sha256(model),
+        **(sharding.attrs() if sharding is not None else {}),
     }
     fit_set = _pca_fit_set(source, fit_stimuli, file_attrs) if projection == "pca" else None
-    first = load_batch(source, np.arange(min(batch_size, len(source))), transform, mask_fn)
+    first = load_batch(source, np.arange(lo, min(lo + batch_size, hi)), transform, mask_fn)
     _input_attrs(file_attrs, first[0])
     time_layout, frame_times = _clip_settings(model, source, first[0], time_layout, time_pooling,
                                               file_attrs)
-    if resume and check_existing(out, source, file_attrs, names, lenient):
-        return out  # finished, with these settings
+    if sharding is not None:
+        sharding.start(source.stimulus_id, file_attrs, resume)  # rank 0: the manifest
+    if resume and check_existing(out, source.stimulus_id[lo:hi], file_attrs, names, lenient):
+        return out if sharding is None else sharding.finish()  # finished, with these settings
 
     was_training = model.training
     runner = Runner(model, names, lenient, pooling, tokens, device, 2 if overlap else 1,
                     output_element, token_layout, time_layout, time_pooling)
     runner.frame_times = frame_times
-    bar = tqdm(total=len(source), unit="img", desc="extract", disable=not progress)
+    desc = "extract" if sharding is None else f"extract {sharding.rank + 1}/{sharding.count}"
+    bar = tqdm(total=hi - lo, unit="img", desc=desc, disable=not progress,
+               position=None if sharding is None else env_world()[2])
     try:
         model.eval()
         with deferred_signals() as stop, ActivationWriter(
@@ -202,21 +235,21 @@ def extract(
             resume=resume, time_units=file_attrs.get("time_units", "s"),
         ) as writer:
             if writer.resumed:
-                _continue_file(writer, runner, source, projection, bar)
+                _continue_file(writer, runner, source.stimulus_id[lo:hi], projection, bar)
             if projection == "pca" and not runner.projections:
                 _fit_pca(writer, runner, fit_set, transform, mask_fn, batch_size, n_components)
-            if not run_batches(runner, writer, source, writer.n_written, batch_size, transform,
-                               mask_fn, first, projection, n_components, seed, bar, overlap,
-                               stop):  # a signal: the writer keeps the .partial
+            if not run_batches(runner, writer, source, lo + writer.n_written, batch_size,
+                               transform, mask_fn, first, projection, n_components, seed, bar,
+                               overlap, stop, begin=lo, end=hi):  # a signal: .partial kept
                 raise Interrupted(
                     stop.signum or 0, writer.partial_path,
-                    f"{writer.n_written} of {len(source)} stimuli in {writer.partial_path}",
+                    f"{writer.n_written} of {hi - lo} stimuli in {writer.partial_path}",
                     "extract(..., resume=True) with the same arguments continues it")
     finally:
         bar.close()
         runner.close()
         model.train(was_training)
-    return out
+    return out if sharding is None else sharding.finish()
 
 
 def _split_transform(transform) -> tuple[Callable | None, str]:
@@ -292,9 +325,10 @@ def _input_attrs(file_attrs: dict, x: torch.Tensor) -> None:
         file_attrs.setdefault("input_size", int(x.shape[-1]))
 
 
-def _continue_file(writer, runner, source, projection, bar) -> None:
-    """Check a resumed file against this run; take over its layers and stored projections."""
-    check_resumed(writer, source)
+def _continue_file(writer, runner, ids, projection, bar) -> None:
+    """Check a resumed file against this run (``ids``: the stimuli it is to hold); take over
+    its layers and stored projections."""
+    check_resumed(writer, ids)
     runner.lenient = False
     if writer.layer_shapes:
         runner.names = list(writer.layer_shapes)

@@ -181,19 +181,23 @@ def _executor(overlap: bool, name: str):
 
 
 def run_batches(runner, writer, source, start, batch_size, transform, mask_fn, first,
-                projection, k, seed, bar, overlap, stop=None) -> bool:
+                projection, k, seed, bar, overlap, stop=None, *, begin: int = 0,
+                end: int | None = None) -> bool:
     """The batch loop: load i+1 | forward i | write i-1, overlapped in threads or in turn.
 
-    ``stop``: true once the loop should end (a signal came): the batches begun are written, and
-    the result is False. True when every batch is written.
+    Stimuli ``start`` .. ``end`` (default: the last) of the stimuli ``begin`` .. ``end`` that
+    the file holds (a shard's share; ``first`` is the batch at ``begin``). ``stop``: true once
+    the loop should end (a signal came): the batches begun are written, and the result is
+    False. True when every batch is written.
     """
-    todo = batch_indices(start, len(source), batch_size)
+    end = len(source) if end is None else end
+    todo = batch_indices(start, end, batch_size)
     if not todo:
         return True
     with _executor(overlap, "neuroalign-load") as loader, _executor(
         overlap, "neuroalign-write"
     ) as write_pool:
-        if start == 0:
+        if start == begin:
             future = loader.submit(lambda: first)
         else:
             future = loader.submit(load_batch, source, todo[0], transform, mask_fn)
@@ -214,7 +218,7 @@ def run_batches(runner, writer, source, start, batch_size, transform, mask_fn, f
                     _layer_options(features, runner, writer, projection, k, seed)
                 arrays = runner.arrays(features)
                 del features
-                notice = size_notice(arrays, len(source), writer.dtype) if new_file else None
+                notice = size_notice(arrays, end - begin, writer.dtype) if new_file else None
                 if notice and not bar.disable:
                     bar.write(notice, file=bar.fp)  # the progress channel (stderr)
                 if pending is not None:

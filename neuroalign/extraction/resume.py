@@ -30,9 +30,10 @@ def check_output(out: Path, resume: bool, overwrite: bool) -> Path:
     return out
 
 
-def check_existing(out: Path, source, attrs: dict, names: list[str], lenient: bool) -> bool:
+def check_existing(out: Path, expected, attrs: dict, names: list[str], lenient: bool) -> bool:
     """For ``resume``: check the file to continue (``<out>.partial``, else a finished ``out``)
-    against this run. True when ``out`` is finished and may be kept as it is."""
+    against this run (``expected``: the stimulus ids it is to hold). True when ``out`` is
+    finished and may be kept as it is."""
     partial = partial_path(out)
     if partial.exists():
         stored = _root_attrs(partial)
@@ -48,7 +49,7 @@ def check_existing(out: Path, source, attrs: dict, names: list[str], lenient: bo
     except (OSError, IndexError):  # IndexError: netCDF4's "no such variable"
         raise ValueError(f"{out} exists but is not a readable activation file.") from None
     _check_settings(out, stored, attrs, names, lenient)
-    if not np.array_equal(ids, source.stimulus_id):
+    if not np.array_equal(ids, np.asarray(expected).astype(str)):
         raise ValueError(
             f"{out} exists but its stimulus ids differ from the set's; delete it or use "
             "--overwrite (overwrite=True)."
@@ -83,14 +84,15 @@ def _check_settings(path: Path, stored: dict, attrs: dict, names: list[str], len
     )
 
 
-def check_resumed(writer: ActivationWriter, source) -> None:
-    """The stimulus ids of a reopened file must be the first ones of ``source``."""
+def check_resumed(writer: ActivationWriter, ids) -> None:
+    """The stimulus ids of a reopened file must be the first ones of ``ids`` (those it is to
+    hold: the stimulus set's, or a shard's share of them)."""
     k = writer.n_written
     done = writer.stimulus_id
-    expected = source.stimulus_id[:k]
-    if k > len(source) or not np.array_equal(done, expected):
-        if k > len(source):
-            detail = f"it holds {k} stimuli, the set only {len(source)}"
+    expected = np.asarray(ids)[:k]
+    if k > len(ids) or not np.array_equal(done, expected):
+        if k > len(ids):
+            detail = f"it holds {k} stimuli, the set only {len(ids)}"
         else:
             i = int(np.flatnonzero(done != expected)[0])
             detail = f"stimulus {i} is {str(done[i])!r} in the file but {str(expected[i])!r} in the set"
