@@ -33,6 +33,7 @@ import math
 import re
 import shlex
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ __all__ = [
     "SweepReport",
     "Task",
     "TaskOutcome",
+    "is_finished",
     "load_sweep",
     "merge_results",
     "plot_sweep",
@@ -346,7 +348,8 @@ class Sweep:
         """What a task's output depends on, as JSON: stored in the output (``sweep_config``)
         and compared before a finished output is kept."""
         model = dataclasses.asdict(self.model(task.model))
-        model.pop("device")  # where it ran does not change the activations' meaning
+        for key in ("device", "batch_size"):  # they do not change the activations
+            model.pop(key)
         brains = [b for b in self.brains if b.stimuli_label == task.stimuli]
         stimuli = {"stimuli": brains[0].stimuli, "stimulus_ids": brains[0].stimulus_ids}
         record: dict[str, Any] = {"model": model, **stimuli}
@@ -586,18 +589,26 @@ def run_task(sweep: Sweep, task: Task | str, *, force: bool = False) -> TaskOutc
     caught into a ``failed`` outcome (a KeyboardInterrupt is not). An analysis whose
     activation file is missing fails, naming the extraction task to run first."""
     task = sweep.task(task) if isinstance(task, str) else task
-    start = time.perf_counter()
-    try:
-        if not force and is_finished(sweep, task):
-            return TaskOutcome(task, "kept")
-        if task.kind == "extract":
-            _extract(sweep, task)
-        else:
-            _analyse(sweep, task)
-    except Exception as err:  # reported with the task; the other tasks go on
-        return TaskOutcome(task, "failed", time.perf_counter() - start,
-                           f"{type(err).__name__}: {err}", traceback.format_exc())
-    return TaskOutcome(task, "done", time.perf_counter() - start)
+    with _ONE_TASK_AT_A_TIME:
+        start = time.perf_counter()
+        try:
+            if not force and is_finished(sweep, task):
+                return TaskOutcome(task, "kept")
+            if task.kind == "extract":
+                _extract(sweep, task)
+            else:
+                _analyse(sweep, task)
+        except Exception as err:  # reported with the task; the other tasks go on
+            return TaskOutcome(task, "failed", time.perf_counter() - start,
+                               f"{type(err).__name__}: {err}", traceback.format_exc())
+        return TaskOutcome(task, "done", time.perf_counter() - start)
+
+
+#: Tasks read and write HDF5 files through both h5py and netCDF4, which are not safe from
+#: several threads of one process at once (a read beside a write fails with "NetCDF: HDF
+#: error"): one task at a time per process; parallel tasks need processes (dask's
+#: ``processes`` scheduler, distributed workers).
+_ONE_TASK_AT_A_TIME = threading.Lock()
 
 
 def _extract(sweep: Sweep, task: Task) -> None:
@@ -607,6 +618,12 @@ def _extract(sweep: Sweep, task: Task) -> None:
     from neuroalign.models.specs import load_model
     from neuroalign.training.trainer import resolve_device
 
+    settings = sweep.settings(task)
+    for existing in (task.path, task.path.with_name(task.path.name + ".partial")):
+        stored = _output_settings(existing)
+        if stored is not None and stored != settings:
+            raise ValueError(f"{existing} was extracted with other settings "
+                             f"({_differences(stored, settings)}); delete it to extract again")
     m = sweep.model(task.model)
     brain = next(b for b in sweep.brains if b.stimuli_label == task.stimuli)
     stimuli = load_stimulus_set(brain.stimuli) if brain.stimuli in STIMULUS_SETS else \
@@ -614,14 +631,30 @@ def _extract(sweep: Sweep, task: Task) -> None:
     device = resolve_device(m.device)
     loaded = load_model(m.spec, m.weights, device=device, seed=m.seed, image_size=m.image_size,
                         mean=m.mean, std=m.std)
-    attrs = {**loaded.attrs, "input_size": loaded.preprocessing.size,
-             "sweep_config": sweep.settings(task), "sweep_task": task.id}
+    attrs = {**loaded.attrs, "input_size": loaded.preprocessing.size, "sweep_config": settings,
+             "sweep_task": task.id}
     task.path.parent.mkdir(parents=True, exist_ok=True)
     extract(loaded.model, stimuli, list(m.layers) if isinstance(m.layers, tuple) else m.layers,
             out=task.path, transform=loaded.transform, batch_size=m.batch_size, device=device,
             dtype=m.dtype, pooling=m.pooling, tokens=m.tokens, projection=m.projection,
             n_components=m.n_components, seed=m.seed, attrs=attrs, resume=True,
             progress=False)
+
+
+def _differences(stored: str, current: str) -> str:
+    """"key: stored → current" for each setting that differs between two ``settings``."""
+    def flat(record, prefix=""):
+        items = {}
+        for key, value in record.items():
+            if isinstance(value, dict):
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = value
+        return items
+
+    a, b = flat(json.loads(stored)), flat(json.loads(current))
+    return "; ".join(f"{key}: {a.get(key)!r} in the file, {b.get(key)!r} now"
+                     for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key))
 
 
 def _analyse(sweep: Sweep, task: Task) -> None:
@@ -988,6 +1021,8 @@ def _panel(ax, ds: xr.Dataset, analysis: str, brain: str, band_color) -> None:
     ax.set_xticklabels(["first", "middle", "last"])
     ax.set_xlabel("layer (relative depth)", fontsize=8)
     variable = headline.split(".", 1)[1]
-    method = {"rsa": "similarity (mean over subjects ± SEM)", "encoding": variable,
+    method = {"rsa": "similarity (mean over subjects ± SEM)",
+              "encoding": {"r_corrected_median": "median noise-corrected r",
+                           "r_median": "median r"}.get(variable, variable) + " over neuroids",
               "decorrelation": "decorrelation L"}.get(kind, variable)
     ax.set_ylabel(method, fontsize=8)
