@@ -715,10 +715,11 @@ def run_sweep(config: str | Path | dict | Sweep, *, out: str | Path | None = Non
     Args:
         config: a sweep file, its dict, or a `Sweep`.
         out: output folder instead of the file's ``out``.
-        scheduler: ``"sync"`` (one task at a time, in this thread), ``"threads"``,
-            ``"processes"``, the address of a ``dask.distributed`` scheduler
-            (``tcp://host:8786``), or None: the active one (a ``distributed`` client if one
-            exists, else dask's configured default).
+        scheduler: ``"sync"`` (one task at a time, in this thread), ``"processes"`` (dask's
+            local process pool), ``"threads"`` (one task at a time too: see
+            ``_ONE_TASK_AT_A_TIME``), the address of a ``dask.distributed`` scheduler
+            (``tcp://host:8786``), or None: the active ``distributed`` client if one exists,
+            else ``"sync"``.
         tasks: run only these task ids (an analysis then needs its activation file to
             exist); None: every task.
         progress: a tqdm bar over the tasks.
@@ -784,8 +785,7 @@ def _compute(delayed: list, scheduler: str | None, bar) -> list[TaskOutcome]:
             bar.update(1)
 
     with Callback(posttask=tick):
-        kwargs = {} if scheduler is None else {"scheduler": scheduler}
-        return list(dask.compute(*delayed, **kwargs))
+        return list(dask.compute(*delayed, scheduler=scheduler or "sync"))
 
 
 def _client(scheduler: str | None):

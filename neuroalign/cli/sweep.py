@@ -20,8 +20,9 @@ def add_sweep(sub):
     p.add_argument("config", type=Path, help="the sweep file (.toml)")
     p.add_argument("--out", type=Path, help="output folder (default: the file's 'out')")
     p.add_argument("--scheduler", default="sync", metavar="sync|threads|processes|ADDRESS",
-                   help="where tasks run: 'sync' (one at a time here; the default), 'threads', "
-                        "'processes', or a dask.distributed scheduler address "
+                   help="where tasks run: 'sync' (one at a time here; the default), "
+                        "'processes' (in parallel, in local processes), 'threads' (one at a "
+                        "time too: HDF5 files), or a dask.distributed scheduler address "
                         "(tcp://host:8786)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--task", nargs="+", metavar="ID",
@@ -53,6 +54,8 @@ def _run_sweep(args):
     if args.list:
         for task in sweep.tasks():
             state = "finished" if sweeps.is_finished(sweep, task) else "to do"
+            if state == "to do" and task.path.with_name(task.path.name + ".partial").exists():
+                state = "interrupted (resumes)"
             print(f"{task.id}\t{state}\t{task.path}")
         return
     if args.merge:

@@ -204,6 +204,10 @@ def test_interrupted_and_failed_sweep_reruns_to_the_same_table(reference, tmp_pa
     assert tree.sizes["presentation"] == 46
     tree.close()
     assert not (out / "results.nc").exists()
+    assert main(["sweep", str(path), "--list"]) == 0
+    listed = dict(line.split("\t")[:2] for line in capsys.readouterr().out.splitlines())
+    assert listed["extract/alexnet/kriegeskorte92"] == "interrupted (resumes)"
+    assert listed["rsa/alexnet/hit"] == "to do"
 
     # 2. rerun from the command line with one task failing: the others finish, exit code 2
     with monkeypatch.context() as m:
@@ -289,7 +293,7 @@ def test_distributed_client_runs_the_unfinished_task(reference, tmp_path):
     (tmp_path / "run" / "out" / "results" / "rsa" / "resnet18" / "hit.nc").unlink()
     (tmp_path / "run" / "out" / "results.nc").unlink()
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
-                            dashboard_address=None) as client:
+                            dashboard_address=":0") as client:
         with distributed.get_task_stream(client) as stream:
             report = sweeps.run_sweep(path, progress=False)  # on the active client
     assert report.counts() == {"kept": 8, "done": 1}
