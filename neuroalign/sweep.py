@@ -396,8 +396,8 @@ def _stimuli(text: str, base: Path, where: str) -> str:
         return str(path)
     close = difflib.get_close_matches(text, list(STIMULUS_SETS), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise _fail(where, f"{text!r} is neither a registered stimulus set ({', '.join(STIMULUS_SETS)}) "
-                       f"nor a folder of images.{hint}")
+    raise _fail(where, f"{text!r} is neither a registered stimulus set "
+                       f"({', '.join(STIMULUS_SETS)}) nor a folder of images.{hint}")
 
 
 def _entries(raw: dict, key: str, where: str) -> list:
@@ -472,10 +472,12 @@ def _parse(raw: dict, path: Path, base: Path, out) -> Sweep:
     analyses_raw = _entries(raw, "analyses", "")
     brain_names = []
     for i, table in enumerate(brain_tables):
+        where = f"brains[{i}].name"
         if isinstance(table, dict) and "name" in table:
-            brain_names.append(_check_name(_str()(table["name"], f"brains[{i}].name"), f"brains[{i}].name"))
+            brain_names.append(_check_name(_str()(table["name"], where), where))
         elif isinstance(table, dict) and isinstance(table.get("data"), str):
-            brain_names.append(_label(Path(table["data"]).stem if "/" in table["data"] else table["data"]))
+            data = table["data"]
+            brain_names.append(_label(Path(data).stem if "/" in data else data))
         else:
             brain_names.append(f"brain{i}")
     _unique(brain_names, "brains")
@@ -998,10 +1000,9 @@ def _panel(ax, ds: xr.Dataset, analysis: str, brain: str, band_color) -> None:
                 fontsize=8, color="0.4")
         return
     if kind == "rsa" and f"{analysis}.noise_ceiling_lower" in metrics:
-        lower = float(np.nanmax(sel.sel(metric=f"{analysis}.noise_ceiling_lower").values)) \
-            if np.isfinite(sel.sel(metric=f"{analysis}.noise_ceiling_lower").values).any() else math.nan
-        upper = float(np.nanmax(sel.sel(metric=f"{analysis}.noise_ceiling_upper").values)) \
-            if np.isfinite(sel.sel(metric=f"{analysis}.noise_ceiling_upper").values).any() else math.nan
+        # one ceiling per brain set, repeated over models and layers (NaN where not run)
+        lower, upper = (_first_finite(sel.sel(metric=f"{analysis}.noise_ceiling_{side}").values)
+                        for side in ("lower", "upper"))
         if np.isfinite(lower) and np.isfinite(upper):
             ax.axhspan(lower, upper, color=band_color, alpha=0.35, lw=0, label="noise ceiling")
     for i, model in enumerate(ds["model"].values):
@@ -1026,3 +1027,8 @@ def _panel(ax, ds: xr.Dataset, analysis: str, brain: str, band_color) -> None:
                            "r_median": "median r"}.get(variable, variable) + " over neuroids",
               "decorrelation": "decorrelation L"}.get(kind, variable)
     ax.set_ylabel(method, fontsize=8)
+
+
+def _first_finite(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite[0]) if finite.size else math.nan

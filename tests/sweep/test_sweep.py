@@ -60,7 +60,8 @@ stimuli = "kriegeskorte92"
 kind = "rsa"
 compare_method = "spearman"
 """
-RSA_TASKS = [f"rsa/{m}/{b}" for m in ("resnet18", "alexnet", "conv_mae") for b in ("hit", "cichy-it")]
+RSA_TASKS = [f"rsa/{m}/{b}" for m in ("resnet18", "alexnet", "conv_mae")
+             for b in ("hit", "cichy-it")]
 
 
 def _write(folder: Path, text: str = SWEEP) -> Path:
