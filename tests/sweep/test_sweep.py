@@ -323,6 +323,8 @@ def test_distributed_client_runs_the_unfinished_task(reference, tmp_path):
     (("kind = \"rsa\"\ncompare_method = \"spearman\"", "kind = \"encoding\""),
      r"brains\[0\]\.data: 'kriegeskorte-hit' is neither brain data the analyses \['encoding'\]"),
     (("name = \"alexnet\"", "name = \"resnet18\""), r"models\[1\]\.name: 'resnet18' is used twice"),
+    (("data = \"cichy-it\"", "data = \"rdms/cichy.hdf5\""),
+     r"brains\[1\]\.data: 'rdms/cichy.hdf5' is neither .* nor an existing file"),
     (("out = \"out\"", "output = \"out\""), r"^[^:]*sweep\.toml: output: unknown key"),
     (("pooling = 2", "pooling = \"max\""), r"models\[2\]\.pooling: must be 'none', 'avg'"),
     (("out = \"out\"", "out = \"out\"\n[[models"), r"not valid TOML"),
@@ -399,3 +401,14 @@ def test_encoding_and_decorrelation_cells_equal_their_workflows(tmp_path, shared
     assert np.isnan(cell.sel(metric="rsa-v4.noise_ceiling_lower").values).all()
     assert np.isfinite(cell.sel(metric="rsa-v4.mean").values).all()
     assert report.figure[0].stat().st_size > 10_000
+
+
+def test_brain_data_files_are_relative_to_the_sweep_file(tmp_path):
+    (tmp_path / "rdms").mkdir()
+    (tmp_path / "rdms" / "cichy.hdf5").write_bytes(b"")
+    sub = tmp_path / "sweeps"
+    path = _write(sub, SWEEP.replace('data = "cichy-it"', 'data = "../rdms/cichy.hdf5"'))
+    sweep = sweeps.load_sweep(path)
+    assert sweep.brain("cichy").data == str(tmp_path / "rdms" / "cichy.hdf5")
+    assert sweep.out == sub / "out"
+    assert "rsa/alexnet/cichy" in {t.id for t in sweep.tasks()}
