@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 
-from neuroalign.cli import analyses, encoding, extraction, movies, training
+from neuroalign.cli import analyses, encoding, extraction, movies, sweep, training
 
 __all__ = ["build_parser", "main"]
 
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (training.add_demo, training.add_pretrain, extraction.add_extract,
                 extraction.add_layers, extraction.add_merge, analyses.add_decorrelation, analyses.add_probe,
                 analyses.add_rsa, analyses.add_compare_models, analyses.add_partition,
-                encoding.add_encode, movies.add_encode_movie):
+                encoding.add_encode, movies.add_encode_movie, sweep.add_sweep):
         add(sub)
     return parser
 
