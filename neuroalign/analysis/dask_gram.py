@@ -21,6 +21,11 @@ import numpy as np
 __all__ = ["BLOCK_BYTES", "as_dask", "centred_gram", "column_stats", "dask_gram",
            "default_block_bytes", "rdm_gram", "zscore_gram"]
 
+#: the names of dask's own schedulers: set (``dask.config.set(scheduler=...)``), they are used
+#: even when a distributed client exists
+LOCAL_SCHEDULERS = ("threads", "threading", "sync", "synchronous", "single-threaded",
+                    "processes", "multiprocessing")
+
 #: the largest default size of one block of rows (uncompressed, in the array's dtype)
 BLOCK_BYTES = 128 * 2**20
 
@@ -88,8 +93,13 @@ class _Unread:
 
 def _blocks(rows) -> tuple[np.ndarray, list[_Unread]]:
     """(row bounds, the unread blocks) of a `_rows` array."""
+    import dask
+
     bounds = np.cumsum((0, *rows.chunks[0]))
-    return bounds, [_Unread(rows[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    # each block's graph culled to the pieces it reads: a task then carries its own block's
+    # keys, not the whole array's graph (or, for an array made from memory, all its data)
+    return bounds, [_Unread(dask.optimize(rows[a:b])[0])
+                    for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _block_stats(block: _Unread) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -166,16 +176,47 @@ def dask_gram(x, prepare: Callable, chunk_size: int = 4096,
     tasks = {(i, j): dask.delayed(_tile, pure=False)(blocks[i], None if i == j else blocks[j],
                                                     shared, chunk_size)
              for i in range(len(blocks)) for j in range(i, len(blocks))}
-    (done,) = dask.compute(tasks)
     n = rows.shape[0]
     gram, sums = np.empty((n, n)), np.empty(n)
-    for (i, j), (block, row_sums) in done.items():
+    for (i, j), (block, row_sums) in _finished(tasks):
         rows_i, rows_j = slice(bounds[i], bounds[i + 1]), slice(bounds[j], bounds[j + 1])
         gram[rows_i, rows_j] = block
         gram[rows_j, rows_i] = block.T
         if row_sums is not None:
             sums[rows_i] = row_sums
     return gram, sums
+
+
+def _finished(tasks: dict):
+    """(key, result) of every delayed task, as each finishes. With a ``dask.distributed``
+    client each tile is fetched and released as soon as it is done (a tqdm bar counts them):
+    computed together, the workers would keep every tile until the last one, n² / 2 float64
+    values between them. Without one, dask's active scheduler computes them in this process."""
+    import dask
+
+    try:
+        from distributed import as_completed, get_client
+
+        client = get_client()
+        if dask.config.get("scheduler", None) in LOCAL_SCHEDULERS:
+            raise ValueError("a local scheduler is chosen over the client")
+    except (ImportError, ValueError):  # no distributed, no client, or a local scheduler set
+        (done,) = dask.compute(tasks)
+        yield from done.items()
+        return
+    from tqdm.auto import tqdm
+
+    keys = list(tasks)
+    futures = client.compute([tasks[k] for k in keys])
+    index = {f.key: k for f, k in zip(futures, keys, strict=True)}
+    finished = as_completed(futures, with_results=True)
+    del futures  # from here on, a tile's future lives until its result is taken
+    with tqdm(total=len(keys), desc="Gram tiles", unit="tile", leave=False) as bar:
+        for future, result in finished:
+            key = index[future.key]
+            del future  # the last reference: the worker lets go of the tile
+            bar.update()
+            yield key, result
 
 
 def rdm_gram(x, method: str, chunk_size: int = 4096,

@@ -267,7 +267,10 @@ def layerwise_encoding(
     Args:
         activations: {layer: (presentation, ...) array}, rows in ``stimulus_id`` order; a
             layer may also be a :class:`~neuroalign.analysis.encoding_kernels.LinearKernel`
-            (its n × n kernel, fitted in the dual form whatever ``solver`` says).
+            (its n × n kernel, fitted in the dual form whatever ``solver`` says), or a dask
+            array (or an xarray object backed by one, e.g. ``flatten`` of a file opened with
+            dask chunks): its kernel is computed blockwise on the active dask scheduler and
+            fitted in the dual form.
         responses: an assembly (presentation, neuroid[, repetition]) or a (presentation,
             neuroid) array in the activations' row order.
         stimulus_id: the activations' stimulus ids; the responses are matched to them by id
@@ -295,6 +298,7 @@ def layerwise_encoding(
     r, r2 = np.empty(shape), np.empty(shape)
     chosen = np.empty((len(layers), folds, y.shape[1]))
     solvers = []
+    from neuroalign.analysis.dask_gram import as_dask
     from neuroalign.analysis.encoding_kernels import LinearKernel, kernel_fit_predict, linear_kernel
 
     n_train = int((fold != 0).sum())
@@ -303,7 +307,9 @@ def layerwise_encoding(
         if len(value) != n:
             raise ValueError(f"layer {layer!r} has {len(value)} stimuli; the responses have {n}")
         x = value
-        if not isinstance(value, LinearKernel):
+        if as_dask(value) is not None:  # the kernel as a dask graph: never the whole layer here
+            x = linear_kernel(value, name=f"layer {layer!r}")
+        elif not isinstance(value, LinearKernel):
             x = np.asarray(value)
             x = x.reshape(n, -1) if x.ndim != 2 else x
             if solver == "kernel" or (solver == "auto" and 2 * x.shape[1] > n_train):

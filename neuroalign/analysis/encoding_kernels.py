@@ -49,15 +49,21 @@ def _checked(gram: np.ndarray, n_features: int, what: str) -> LinearKernel:
 def linear_kernel(x, chunk_size: int = 4096, name: str = "x") -> LinearKernel:
     """The linear kernel of features in memory or streamed: ``x`` is an array (n_stimuli, ...)
     or an iterable of (n_stimuli, chunk) feature chunks, so only the kernel and one chunk are
-    ever held (products in the chunk's precision, summed in float64).
+    ever held (products in the chunk's precision, summed in float64); or a dask array (or an
+    xarray object backed by one), whose kernel is computed blockwise on the active dask
+    scheduler (`dask_gram`), so that no process holds more than two blocks of stimuli.
 
     Raises:
         ValueError: NaN or infinite features (``name`` and the rows are named).
     """
     from neuroalign.analysis._rdm_gram import chunk_gram
+    from neuroalign.analysis.dask_gram import as_dask, rdm_gram
     from neuroalign.analysis.streaming import feature_chunks
 
-    gram, _, n_features = chunk_gram(feature_chunks(x, int(chunk_size)), "euclidean")
+    if as_dask(x) is not None:  # row-block tiles as a dask graph, on the active scheduler
+        gram, _, n_features = rdm_gram(as_dask(x), "euclidean", int(chunk_size))
+    else:
+        gram, _, n_features = chunk_gram(feature_chunks(x, int(chunk_size)), "euclidean")
     return _checked(gram, n_features, name)
 
 

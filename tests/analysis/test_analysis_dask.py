@@ -14,6 +14,7 @@ import pytest
 from neuroalign.activations import ActivationWriter, flatten, open_activations
 from neuroalign.analysis import calc_rdm, decorrelation, gram
 from neuroalign.analysis.dask_gram import as_dask, dask_gram, default_block_bytes
+from neuroalign.analysis.encoding_kernels import linear_kernel
 
 
 def structured(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -93,7 +94,8 @@ def test_as_dask_sees_xarray_and_ignores_numpy(x):
 def test_local_cluster_workers_smaller_than_the_set(tmp_path):
     """Two workers with 600 MiB each (about 250 MiB of it their own code); the layer is 610 MiB
     (uncompressed, read from the file by the workers themselves). The RDM equals the
-    in-memory one, and no worker is restarted for going over its limit."""
+    in-memory one, so do CKA's centred Gram and the encoding kernel, and no worker is
+    restarted for going over its limit."""
     distributed = pytest.importorskip("distributed")
     n, d = 500, 320_000
     path = tmp_path / "acts.nc"
@@ -113,8 +115,50 @@ def test_local_cluster_workers_smaller_than_the_set(tmp_path):
         try:
             lazy = flatten(tree, "layer")
             rdm = calc_rdm(lazy, ids, "correlation")
+            cka_gram = gram(lazy)
+            kernel = linear_kernel(lazy)
         finally:
             tree.close()
         assert client.run(os.getpid) == pids  # no worker went over its limit and was restarted
     np.testing.assert_allclose(rdm.get_vectors(), calc_rdm(x, ids, "correlation").get_vectors(),
                                atol=1e-6)
+    # CKA's centred Gram and the encoding kernel (centred: its shift cancels), against float64
+    # products of the set in memory, a row block at a time
+    centred = np.empty((n, n))
+    mean = x.mean(axis=0, dtype=np.float64)
+    for start in range(0, n, 100):
+        rows = x[start : start + 100] - mean
+        for other in range(0, n, 100):
+            centred[start : start + 100, other : other + 100] = rows @ (x[other : other + 100] - mean).T
+    del x
+    scale = np.abs(centred).max()
+    np.testing.assert_allclose(cka_gram, centred, atol=1e-9 * scale)
+    h = np.eye(n) - 1 / n
+    np.testing.assert_allclose(h @ kernel.gram @ h, centred, atol=1e-6 * scale)
+    assert kernel.n_features == d
+
+
+def test_linear_kernel_of_a_dask_array_equals_the_in_memory_kernel(x):
+    with dask.config.set({"neuroalign.block_bytes": 9 * 230 * 4}):
+        got = linear_kernel(da.from_array(x, chunks=(16, 50)), chunk_size=40)
+    expected = linear_kernel(x.astype(np.float64))
+    assert got.n_features == expected.n_features == 230
+    # both are kernels of features shifted by one vector; centred, any such shift cancels
+    h = np.eye(len(x)) - 1 / len(x)
+    centred = h @ expected.gram @ h
+    np.testing.assert_allclose(h @ got.gram @ h, centred, atol=1e-6 * np.abs(centred).max())
+    plain = x.astype(np.float64) - x.astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(centred, plain @ plain.T, atol=1e-9 * np.abs(centred).max())
+
+
+def test_encoding_of_a_dask_layer_equals_the_in_memory_fit(x):
+    from neuroalign.analysis import layerwise_encoding
+
+    rng = np.random.default_rng(1)
+    y = x[:, :40] @ rng.standard_normal((40, 3)) + rng.standard_normal((len(x), 3)) * 10
+    with dask.config.set({"neuroalign.block_bytes": 9 * 230 * 4}):
+        got = layerwise_encoding({"layer": da.from_array(x, chunks=(16, 50))}, y, folds=4)
+    expected = layerwise_encoding({"layer": x}, y, folds=4, solver="kernel")
+    assert str(got.solver.values[0]) == str(expected.solver.values[0])
+    np.testing.assert_allclose(got.r.values, expected.r.values, atol=1e-6)
+    assert np.all(expected.r.values > 0.3)  # the fit found the signal (not a vacuous equality)
