@@ -1,16 +1,25 @@
-"""MkDocs hook: the command-line reference (reference/cli.md), generated at build time from
-``neuroalign.cli.build_parser`` -- the parser the ``neuroalign`` command runs -- so the page
-cannot drift from the options. Named in mkdocs.yml under ``hooks``; not a page itself."""
+"""MkDocs hooks, named in mkdocs.yml under ``hooks`` (this file is not a page itself):
+
+- the command-line reference (reference/cli.md), generated at build time from
+  ``neuroalign.cli.build_parser`` -- the parser the ``neuroalign`` command runs -- so the page
+  cannot drift from the options;
+- on the API pages, the Sphinx roles some docstrings use (``:func:`flatten```,
+  ``:class:`~neuroalign.interrupts.Interrupted```) are shown as plain code (``flatten``,
+  ``Interrupted``) instead of the role's raw text.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 
 from mkdocs.structure.files import File, Files
 
 CLI_PAGE = "reference/cli.md"
 WIDTH = "100"  # argparse wraps help text at $COLUMNS
+# a role as mkdocstrings renders it: ":func:" then the target as inline code
+ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|obj|exc):\s*<code>(~?)([^<]+)</code>")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -57,3 +66,14 @@ def cli_markdown() -> str:
 def on_files(files: Files, config) -> Files:
     files.append(File.generated(config, CLI_PAGE, content=cli_markdown()))
     return files
+
+
+def _plain_role(match: re.Match) -> str:
+    target = match.group(2)
+    return f"<code>{target.rsplit('.', 1)[-1] if match.group(1) else target}</code>"
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    if page.file.src_uri.startswith("reference/api/"):
+        return ROLE.sub(_plain_role, html)
+    return html

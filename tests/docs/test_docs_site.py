@@ -94,6 +94,22 @@ def test_site_builds_in_strict_mode(tmp_path):
     assert "over <code>stimuli</code>" in api  # extract's docstring, rendered by mkdocstrings
 
 
+def test_a_broken_link_fails_the_build(tmp_path):
+    """The strict build above can fail: the same site with one link to a missing page."""
+    import shutil
+
+    shutil.copytree(DOCS, tmp_path / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    with (tmp_path / "docs" / "index.md").open("a", encoding="utf-8") as f:
+        f.write("\nSee [the missing page](no-such-page.md).\n")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "NO_MKDOCS_2_WARNING": "1"}
+    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+                          str(tmp_path / "site")], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode != 0 and "no-such-page.md" in run.stdout + run.stderr
+
+
 def test_nav_lists_every_page():
     """mkdocs only warns about pages left out of the nav when they exist; this names them."""
     import yaml
@@ -128,21 +144,47 @@ def test_the_skip_marker_and_command_parser():
         ["rsa", "a.nc", "--brain", "x"], ["layers", "m"], ["pretrain", "r.toml", "--out", "o"]]
 
 
+PARSED: list[str] = []
+
+
+def _parse(parser, args: list[str], where: str, capsys):
+    try:
+        return parser.parse_args(args)
+    except SystemExit:
+        pytest.fail(f"{where}: `neuroalign {shlex.join(args)}` does not parse:\n"
+                    f"{capsys.readouterr().err}")
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
-def test_commands_parse(page, capsys):
+def test_commands_parse(page, capsys, tmp_path, monkeypatch):
+    """Each command parses; the cheap ones (`neuroalign layers` of a registered model, no
+    weights to fetch) also run, and must print the layers the page talks about."""
+    from neuroalign.cli import main
+    from neuroalign.models import list_models
+
     parser = build_parser()
+    monkeypatch.chdir(tmp_path)
     for lang, code, line, _ in code_blocks(page.read_text(encoding="utf-8")):
         if lang not in ("bash", "sh", "console", ""):
             continue
         for args in neuroalign_commands(code):
             if "--help" in args or "-h" in args or "--version" in args:
                 continue
-            try:
-                parsed = parser.parse_args(args)
-            except SystemExit:
-                pytest.fail(f"{page.name}:{line}: `neuroalign {shlex.join(args)}` does not parse:\n"
-                            f"{capsys.readouterr().err}")
+            parsed = _parse(parser, args, f"{page.name}:{line}", capsys)
             assert callable(parsed.run)
+            PARSED.append(f"{page.name}:{line}")
+            if args[0] == "layers" and args[1] in list_models():
+                capsys.readouterr()
+                assert main(args) == 0
+                assert "encoder.blocks" in capsys.readouterr().out
+
+
+def test_the_parser_is_stricter_than_the_names(capsys):
+    """A command whose options all exist can still be wrong: a missing required option."""
+    with pytest.raises(pytest.fail.Exception, match="does not parse"):
+        _parse(build_parser(), ["extract", "conv_mae", "--out", "a.nc"], "here", capsys)  # no --stimuli
+    with pytest.raises(pytest.fail.Exception, match="does not parse"):
+        _parse(build_parser(), ["probe", "train.nc"], "here", capsys)  # no TEST file
 
 
 @pytest.mark.shared_data
@@ -178,5 +220,8 @@ def test_python_examples_run(page, tmp_path, monkeypatch):
 
 def test_report_skipped_examples():
     """Runs last in this file: prints which examples were skipped and why (pytest -s)."""
-    print(f"{len(SKIPPED)} python examples skipped: {SKIPPED}")
+    print(f"{len(PARSED)} neuroalign commands parsed; {len(SKIPPED)} python examples "
+          f"skipped: {SKIPPED}")
+    if PARSED:  # the whole file ran, not one test alone
+        assert len(PARSED) >= 30, PARSED
     assert all("(" in s and s.endswith(")") for s in SKIPPED)
