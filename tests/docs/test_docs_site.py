@@ -155,7 +155,8 @@ def _parse(parser, args: list[str], where: str, capsys):
                     f"{capsys.readouterr().err}")
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("page", [*PAGES, ROOT / "README.md", ROOT / "pretrain" / "README.md"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_commands_parse(page, capsys, tmp_path, monkeypatch):
     """Each command parses; the cheap ones (`neuroalign layers` of a registered model, no
     weights to fetch) also run, and must print the layers the page talks about."""
