@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
+from pathlib import Path
 
 from mkdocs.structure.files import File, Files
 
@@ -61,6 +63,15 @@ def cli_markdown() -> str:
     for name, sub in commands.items():
         lines += [f"## {name}", "", "```text", _help(sub).rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def on_config(config):
+    """Import neuroalign from the checkout being documented (the folder of mkdocs.yml), also
+    when another copy is installed."""
+    root = str(Path(config.config_file_path).resolve().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return config
 
 
 def on_files(files: Files, config) -> Files:
