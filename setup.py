@@ -12,6 +12,8 @@ OPEN_CLIP = ["open-clip-torch>=2.24"]
 FOREGROUND = ["rembg[cpu]>=2.0.50"]
 DISTRIBUTED = ["distributed>=2024.1"]
 VIDEO = ["av>=12"]  # PyAV: decoding video clips (neuroalign.data.clips)
+# the documentation site (mkdocs.yml; `mkdocs build --strict`), built by tests/docs
+DOCS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "mkdocstrings[python]>=0.26"]
 
 setup(
     name="neuroalign",
@@ -60,10 +62,11 @@ setup(
         "video": VIDEO,
         # analyses on a dask.distributed cluster (LocalCluster here; dask-jobqueue for Slurm/PBS)
         "distributed": DISTRIBUTED,
+        "docs": DOCS,
         # the test suite covers foreground maps and every model source, so the README's
         # `.[test]` installs them too
-        "test": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP, *VIDEO, *DISTRIBUTED],
-        "dev": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP, *VIDEO, *DISTRIBUTED, "ruff==0.17.6", "mypy==2.4.1", "types-tqdm"],
+        "test": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP, *VIDEO, *DISTRIBUTED, *DOCS],
+        "dev": ["pytest>=7", *FOREGROUND, *TIMM, *HF, *OPEN_CLIP, *VIDEO, *DISTRIBUTED, *DOCS, "ruff==0.17.6", "mypy==2.4.1", "types-tqdm"],
     },
     entry_points={"console_scripts": ["neuroalign=neuroalign.cli:main"]},
 )

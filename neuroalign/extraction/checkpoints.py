@@ -50,8 +50,8 @@ def extract_checkpoints(
         **options: further keyword arguments of :func:`extract` (batch_size, pooling, ...).
 
     Returns:
-        The index: a CSV with the columns ``name, file, checkpoint, sha256, step, seed,
-        model`` (see :func:`neuroalign.activations.open_activation_index`).
+        The index: a CSV with the columns ``name, file, checkpoint, sha256, step, seed, model``
+        (see :func:`neuroalign.activations.open_activation_index`).
     """
     from neuroalign.activations import write_activation_index
     from neuroalign.training.checkpoint import load_model
