@@ -57,7 +57,7 @@ def split_time(x: torch.Tensor, b: int, layout: TimeLayout | None) -> tuple[torc
     """(x as (b, time, ...), True) for an output that keeps time, else (x, False)."""
     if layout is None:
         return x, False
-    if layout.fold and x.ndim >= 2 and x.shape[0] != b and x.shape[0] % b == 0:
+    if layout.fold and x.ndim >= 2 and x.shape[0] % b == 0:  # b rows: one step (2 frames of flow)
         return x.reshape(b, x.shape[0] // b, *x.shape[1:]), True
     if x.ndim == 5 and x.shape[0] == b:
         return (x.permute(0, 1, 4, 2, 3) if layout.channels_last else x.transpose(1, 2)), True
