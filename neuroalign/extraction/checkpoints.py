@@ -82,7 +82,7 @@ def extract_checkpoints(
         model, state = load_model(path, device or "cpu")
         attrs = checkpoint_attrs(path, state)
         size = int(state.get("config", {}).get("image_size", 224))
-        own = image_transform(size)
+        own: tuple[Callable, str] = image_transform(size)
         if clips:
             model = frame_wise(model)
             frames = ClipTransform(size, layout="TCHW")
