@@ -3,7 +3,7 @@ one model family's unique variance against another's per stream (banded ridge on
 
     python analyses/video_streams.py --clips CLIPS/ --brain clips_responses.nc movie.nc \\
         --models flow=torchvision:raft_small+resnet18@cnn.layer1,cnn.layer2,cnn.layer3,cnn.layer4 \\
-                 videomae=hf:MCG-NJU/videomae-base@encoder.layer.* \\
+                 'videomae=hf:MCG-NJU/videomae-base@encoder.layer.*' \\
                  r3d=torchvision:r3d_18@layer1,layer2,layer3,layer4 \\
         --frames 16 --fps 8 --partition flow videomae --out video_study
 
@@ -28,22 +28,26 @@ Inputs:
 Outputs (``--out``): ``rsa_<brain>_<model>.nc`` (dims stream × layer [× subject]: mean,
 SEM, CI, noise ceilings) and ``rsa_<brain>_<model>.png``/``.svg`` (layers on x, one panel per
 stream, the similarity with its CI and the noise-ceiling band);
-``partition_<brain>.nc`` (per voxel) and ``partition_<brain>_by_stream.nc`` (medians per
-stream) with ``partition_<brain>.png``/``.svg`` (one panel per stream: unique R² of each
-family and the shared R², median and voxels).
+``partition_<brain>_<A>-vs-<B>.nc`` (per voxel) and ``..._by_stream.nc`` (medians per
+stream) with ``.png``/``.svg`` (one panel per stream: unique R² of each family and the shared
+R², median and voxels), for each ``--partition A B`` (repeatable; default ``flow videomae``
+when both are models; a family is a model's layers concatenated, or a clip features file
+given as ``--features NAME=FILE.npz``).
 
 ``--quick`` is a pipeline sanity check, not a finding. It builds its own data under
-``OUT/quick-data``: 80 one-second clips written with PyAV (drifting gratings, moving dots,
-static gratings, static textures: ``neuroalign.data.synthetic_clips``), a synthetic brain whose
-"dorsal" voxels are driven by pixel motion energy and "ventral" ones by static shape energy
-("lateral" by both) — per-clip responses of 4 subjects with 2 repetitions, and a movie of 4
-runs (the clips back to back, SPM's HRF, TR 1 s) — and runs random-weight models: the flow CNN
-``torchvision:raft_small+resnet18`` (4 RAFT updates), a 4-layer VideoMAE made here, and
-``torchvision:r3d_18`` at 64 px. The only question it answers is whether the pipeline
-recovers a planted answer (the flow family's unique variance is higher in the synthetic dorsal
-stream than in the ventral one). The real study needs pretrained weights (a network, or the
-weights copied into ``TORCH_HOME`` / ``HF_HOME``) and real data: per-clip responses and movie
-fMRI in the formats of docs/movies.md.
+``OUT/quick-data``: 128 one-second clips written with PyAV (drifting gratings, moving dots,
+static gratings, static textures; 64 px, 2 frames at 2 fps: ``neuroalign.data.synthetic_clips``),
+a synthetic brain whose "dorsal" voxels are driven by pixel motion energy and "ventral" ones by
+static shape energy ("lateral" by both) — per-clip responses of 4 subjects with 2 repetitions,
+and a movie of 4 runs (the clips back to back, SPM's HRF, TR 1 s) — and runs random-weight
+models: the flow CNN ``torchvision:raft_small+resnet18`` (2 RAFT updates), a 4-layer VideoMAE
+made here, and ``torchvision:r3d_18`` at 32 px. Random weights answer nothing (random RAFT
+carries no motion information), so the planted answer is checked through the same
+partitioning code with the pixel families themselves (motion energy vs static energy: the
+motion family's unique variance must be high in "dorsal" and near 0 in "ventral"). The real
+study needs pretrained weights (a network, or the weights copied into ``TORCH_HOME`` /
+``HF_HOME``) and real data: per-clip responses and movie fMRI in the formats of
+docs/movies.md; none exists offline here.
 """
 
 from __future__ import annotations
@@ -249,7 +253,7 @@ def _hrf(dt: float, length: float = 32.0) -> np.ndarray:
     return h / h.sum()
 
 
-def quick_data(folder: Path, *, n_runs: int = 4, clips_per_run: int = 40, n_subjects: int = 4,
+def quick_data(folder: Path, *, n_runs: int = 4, clips_per_run: int = 32, n_subjects: int = 4,
                voxels=(16, 16, 12), noise: float = 0.6, movie_noise: float = 0.4,
                seed: int = 0) -> dict:
     """Clips, per-clip responses and a movie response with a planted answer (see the module)."""

@@ -95,3 +95,34 @@ def test_unique_variance_recovers_the_planted_streams(study):
         assert list(ds["space"].values) == ["flow", "videomae"]
         assert np.isfinite(ds["r2_unique"].values).all()
         assert "sanity check" in ds.attrs["comment"]
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("video_streams", ROOT / "analyses" / "video_streams.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("video_streams", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_model_choices_and_bad_inputs_give_clear_errors(tmp_path):
+    script = _script()
+    choice = script.parse_model("flow=torchvision:raft_small+resnet18@cnn.layer1,cnn.layer4")
+    assert (choice.name, choice.spec, choice.layers) == (
+        "flow", "torchvision:raft_small+resnet18", ["cnn.layer1", "cnn.layer4"])
+    assert script.parse_model("m=hf:/models/videomae").layers is None
+    for bad in ("torchvision:r3d_18", "=torchvision:r3d_18", "r3d=torchvision:r3d_18@"):
+        with pytest.raises(ValueError, match="NAME=SPEC|no layers"):
+            script.parse_model(bad)
+    from neuroalign.data.assemblies import make_assembly, write_assembly
+
+    path = write_assembly(make_assembly(np.random.default_rng(0).standard_normal((4, 3)),
+                                        ["a", "b", "c", "d"], region="V1"), tmp_path / "r.nc")
+    with pytest.raises(ValueError, match=r"r.nc: no neuroid coordinate 'stream'"):
+        script.stream_rdms(path, "stream", "correlation")
+    with pytest.raises(SystemExit, match="--partition names \\['dorsal'\\]"):
+        script.main(["--clips", str(tmp_path), "--brain", str(path), "--models",
+                     "r3d=torchvision:r3d_18", "--partition", "r3d", "dorsal",
+                     "--out", str(tmp_path / "o")])
