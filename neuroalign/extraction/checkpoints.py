@@ -33,20 +33,26 @@ def extract_checkpoints(
     device: str | torch.device | None = "cpu",
     resume: bool = False,
     index_name: str = "index.csv",
+    time_pooling: str | None = None,
     **options,
 ) -> Path:
     """Extract the same layers of several neuroalign checkpoints: one file each, plus an index.
 
     Args:
         checkpoints: ``.pt`` files written by the trainer (e.g. several steps or seeds).
-        stimuli: as for :func:`extract`.
+        stimuli: as for :func:`extract`; clips (a :class:`~neuroalign.data.clips.ClipSet`)
+            are seen frame by frame (:func:`neuroalign.models.video.frame_wise`), each layer
+            written as (presentation, time, ...).
         layers: as for :func:`extract`.
         out: the folder for ``<checkpoint stem>.nc`` files and the index (created if missing).
         transform: as for :func:`extract`; None: :func:`image_transform` at each checkpoint's
-            training ``image_size`` (no normalisation: neuroalign models see [0, 1] pixels).
+            training ``image_size`` (no normalisation: neuroalign models see [0, 1] pixels),
+            for clips the same on every frame (:class:`~neuroalign.models.video.ClipTransform`).
         device: where the models run.
         resume: passed to :func:`extract`: finished files are kept, interrupted ones continued.
         index_name: the index's file name in ``out``.
+        time_pooling: for clips, as for :func:`extract`: None keeps time, ``"mean"`` or
+            ``"max"`` pools over it.
         **options: further keyword arguments of :func:`extract` (batch_size, pooling, ...).
 
     Returns:
@@ -54,7 +60,13 @@ def extract_checkpoints(
         (see :func:`neuroalign.activations.open_activation_index`).
     """
     from neuroalign.activations import write_activation_index
+    from neuroalign.data.clips import ClipSet
+    from neuroalign.extraction.time import check_time_pooling
+    from neuroalign.models.video import ClipTransform, frame_wise
     from neuroalign.training.checkpoint import load_model
+
+    check_time_pooling(time_pooling)
+    clips = isinstance(stimuli, ClipSet)
 
     paths = [Path(p) for p in checkpoints]
     if not paths:
@@ -70,15 +82,22 @@ def extract_checkpoints(
         model, state = load_model(path, device or "cpu")
         attrs = checkpoint_attrs(path, state)
         size = int(state.get("config", {}).get("image_size", 224))
+        own: tuple[Callable, str] = image_transform(size)
+        if clips:
+            model = frame_wise(model)
+            frames = ClipTransform(size, layout="TCHW")
+            own = (frames, frames.description)
+            attrs["frame_wise"] = 1
         written = extract(
             model,
             stimuli,
             layers,
             folder / f"{name}.nc",
-            transform=transform if transform is not None else image_transform(size),
+            transform=transform if transform is not None else own,
             device=device,
             resume=resume,
             attrs={**attrs, **user_attrs},
+            time_pooling=time_pooling,
             **options,
         )
         rows.append(

@@ -32,13 +32,18 @@ class TimeLayout:
         channels_last: 5-D outputs are (b, T, H, W, C) (Swin3D), not (b, C, T, H, W).
         token_steps: 3-D token outputs (b, steps·S, F) are ``steps`` groups of S tokens,
             time slowest (VideoMAE: frames / tubelet size); None: tokens keep no time.
-        fold: outputs with k·b rows (k > 1) are (b, k, ...): the model runs frame by frame
-            (or on frame pairs) with time folded into the batch.
+        fold: outputs with k·b rows are (b, k, ...): the model runs frame by frame (or on
+            frame pairs) with time folded into the batch.
+        class_tokens: token outputs are (b, class_tokens + steps·S, F): class tokens first,
+            then the steps' tokens (MViT). The class tokens summarise the whole clip and
+            have no time of their own: they are repeated at the start of every step,
+            (b, steps, class_tokens + S, F), so token 0 of each step stays the class token.
     """
 
     channels_last: bool = False
     token_steps: int | None = None
     fold: bool = False
+    class_tokens: int = 0
 
 
 _CHANNELS_FIRST = (nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d,
@@ -57,13 +62,17 @@ def split_time(x: torch.Tensor, b: int, layout: TimeLayout | None) -> tuple[torc
     """(x as (b, time, ...), True) for an output that keeps time, else (x, False)."""
     if layout is None:
         return x, False
-    if layout.fold and x.ndim >= 2 and x.shape[0] != b and x.shape[0] % b == 0:
+    if layout.fold and x.ndim >= 2 and x.shape[0] % b == 0:  # b rows: one step (2 frames of flow)
         return x.reshape(b, x.shape[0] // b, *x.shape[1:]), True
     if x.ndim == 5 and x.shape[0] == b:
         return (x.permute(0, 1, 4, 2, 3) if layout.channels_last else x.transpose(1, 2)), True
-    steps = layout.token_steps
-    if x.ndim == 3 and steps and x.shape[0] == b and x.shape[1] % steps == 0:
-        return x.reshape(b, steps, x.shape[1] // steps, x.shape[2]), True
+    steps, lead = layout.token_steps, layout.class_tokens
+    if (x.ndim == 3 and steps and x.shape[0] == b and x.shape[1] > lead
+            and (x.shape[1] - lead) % steps == 0):
+        tokens = x[:, lead:].reshape(b, steps, (x.shape[1] - lead) // steps, x.shape[2])
+        if lead:
+            tokens = torch.cat([x[:, None, :lead].expand(b, steps, lead, x.shape[2]), tokens], dim=2)
+        return tokens, True
     return x, False
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,17 +96,38 @@ class _WeightsClipTransform:
 
 def time_layout(model: nn.Module) -> TimeLayout:
     """How ``model``'s outputs hold time: what :func:`frame_wise` or the loaders set, else
-    from its type (Swin3D: channels last; VideoMAE: frames / tubelet steps of tokens), else
-    3-D convolution outputs (b, C, T, H, W)."""
+    from its type (Swin3D: channels last; VideoMAE: frames / tubelet steps of tokens; MViT:
+    steps of tokens after a class token, repeated at each step), else 3-D convolution
+    outputs (b, C, T, H, W)."""
     declared = getattr(model, _LAYOUT_ATTR, None)
     if isinstance(declared, TimeLayout):
         return declared
     if type(model).__name__ == "SwinTransformer3d":
         return TimeLayout(channels_last=True)
+    if type(model).__name__ == "MViT":
+        return _mvit_layout(model)
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "model_type", None) == "videomae":
         return TimeLayout(token_steps=int(config.num_frames) // int(config.tubelet_size))
     return TimeLayout()
+
+
+def _mvit_layout(model: nn.Module) -> TimeLayout:
+    """MViT's blocks return (class token + T'·H'·W' tokens, thw), T' its positional
+    encoding's temporal size: the tokens as T' steps of H'·W' patches with the class token
+    repeated at each step's start. Blocks that pool time (a temporal stride) would change
+    T' within the model: then only the 3-D convolution outputs keep time."""
+    pooled = [m for m in model.get_submodule("blocks").modules()
+              if isinstance(m, (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d))]
+    if any(_temporal_stride(m) != 1 for m in pooled):
+        return TimeLayout()
+    encoding: Any = model.get_submodule("pos_encoding")
+    return TimeLayout(token_steps=int(encoding.temporal_size), class_tokens=1)
+
+
+def _temporal_stride(module: nn.Module) -> int:
+    stride: Any = module.stride
+    return int(stride[0] if isinstance(stride, (tuple, list)) else stride)
 
 
 def _fold_frames(module, args):
