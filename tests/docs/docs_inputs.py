@@ -6,7 +6,9 @@ examples' working directory) and returns the variables the page's first block us
   ``rois``, ``streams`` (voxels driven by one of two clip feature sets through a gamma HRF,
   plus noise), and those clip features as ``motion.npz`` and ``static.npz``;
 - video.md: a folder ``movies/`` of two H.264 clips (2.5 s at 16 fps, 64 × 64 px) and a
-  folder ``frames/`` of two frame folders (75 PNG frames each, shot at 30 fps).
+  folder ``frames/`` of two frame folders (75 PNG frames each, shot at 30 fps);
+- cluster.md: ``nsd/vitl.manifest.json`` and its two shards, extracted by two local processes
+  (as torchrun would start them) from a 24-block token model standing in for ViT-L.
 """
 
 from __future__ import annotations
@@ -23,7 +25,46 @@ VOLUMES = 48  # per run: 96 s, 24 clips of 4 s
 
 
 def make(page: str, folder: Path) -> dict:
-    return {"movies": _movies, "video": _video}.get(page, lambda folder: {})(Path(folder))
+    return {"movies": _movies, "video": _video, "cluster": _cluster}.get(
+        page, lambda folder: {})(Path(folder))
+
+
+def _tokens_model():
+    """Patch tokens (16 of 16 features from a 32 px image) through 24 blocks, named as ViT-L's."""
+    import torch
+    from torch import nn
+
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Conv2d(3, 16, 8, stride=8)
+            self.blocks = nn.Sequential(*[nn.Linear(16, 16) for _ in range(24)])
+
+        def forward(self, x):
+            return self.blocks(self.patch(x).flatten(2).transpose(1, 2))
+
+    torch.manual_seed(0)
+    return Tokens()
+
+
+def _extract_shard(out: str) -> None:
+    from neuroalign.data.stimuli import StimulusSet
+    from neuroalign.extraction import extract, image_transform
+
+    rng = np.random.default_rng(0)
+    stimuli = StimulusSet(stimulus_id=[f"im{i:02d}" for i in range(12)],
+                          images=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8),
+                          name="random")
+    extract(_tokens_model(), stimuli, "blocks.*", out, transform=image_transform(32),
+            batch_size=4, progress=False, compression_threads=1)
+
+
+def _cluster(folder: Path) -> dict:
+    from neuroalign.training.distributed import spawn_local
+
+    (folder / "nsd").mkdir()
+    spawn_local(_extract_shard, 2, str(folder / "nsd" / "vitl.nc"), start_method="fork")
+    return {}
 
 
 def _movies(folder: Path) -> dict:

@@ -56,6 +56,7 @@ def code_blocks(text: str) -> list[tuple[str, str, int, str | None]]:
 def neuroalign_commands(code: str) -> list[list[str]]:
     """The argument lists of the ``neuroalign`` commands in a shell block: continuation lines
     joined, commands after ``&&``, ``;`` or ``|`` and after ``VAR=value`` prefixes included,
+    redirections (``> file``) left out,
     ``python -m neuroalign`` and ``torchrun ... -m neuroalign`` as ``neuroalign``."""
     commands = []
     for line in code.replace("\\\n", " ").splitlines():
@@ -70,7 +71,9 @@ def neuroalign_commands(code: str) -> list[list[str]]:
                 if words[i + 1: i + 2] == ["neuroalign"]:
                     words = ["neuroalign", *words[i + 2:]]
             if words[:1] == ["neuroalign"]:
-                commands.append(words[1:])
+                # a redirection ends the arguments: `> file`, `2>&1`, `>> log`
+                ends = [i for i, w in enumerate(words) if re.match(r"^\d?>>?|^<", w)]
+                commands.append(words[1 : ends[0] if ends else None])
     return commands
 
 
