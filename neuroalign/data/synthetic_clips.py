@@ -103,7 +103,7 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: float, codec: str = "f
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"{path}: frames must be (time, height, width, 3) uint8; got "
                          f"{frames.shape} {frames.dtype}")
-    pix_fmt = {"ffv1": "bgr0", "libx264": "yuv420p", "mpeg4": "yuv420p"}.get(codec, "yuv420p")
+    pix_fmt = {"ffv1": "bgr0", "png": "rgb24"}.get(codec, "yuv420p")
     path = Path(path)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=int(round(fps)))

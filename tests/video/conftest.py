@@ -5,20 +5,14 @@ import pytest
 
 av = pytest.importorskip("av")
 
+from neuroalign.data.synthetic_clips import write_clip  # noqa: E402
+
 SIZE, FPS = 32, 8
 
 
 def write_video(path, frames: np.ndarray, fps: int = FPS, codec: str = "ffv1") -> None:
     """frames (T, H, W, 3) uint8 -> a video file; ffv1 (in .mkv) is lossless."""
-    pix_fmt = {"ffv1": "bgr0", "libx264": "yuv420p", "mpeg4": "yuv420p", "png": "rgb24"}[codec]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_clip(path, frames, fps, codec)
 
 
 def grating(n: int, speed: float = 2.0, period: float = 8.0, angle: float = 0.0) -> np.ndarray:
