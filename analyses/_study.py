@@ -207,11 +207,13 @@ def state_steps(folder: Path) -> int:
 
 
 def heldout_metrics(x, scale: Scale) -> dict[str, float]:
-    """Decorrelation L (units="all") and participation ratio of the first ``heldout`` rows."""
+    """Decorrelation L (units="all"), participation ratio and the number of units constant
+    over the first ``heldout`` rows (dead units count in the reference's L: they lower it)."""
     from neuroalign.analysis.decorrelation import decorrelation
 
     metrics = decorrelation(np.asarray(x)[: scale.heldout], units="all", mean_abs_r=False)
-    return {"decorrelation_L": metrics["L"], "participation_ratio": metrics["participation_ratio"]}
+    return {"decorrelation_L": metrics["L"], "participation_ratio": metrics["participation_ratio"],
+            "constant_units": metrics["n_constant_units"]}
 
 
 def readout(folder: Path, scale: Scale, seed: int, device: str = "cpu") -> dict[str, float]:
@@ -269,8 +271,9 @@ def condition_table(conditions: dict[str, tuple[str, dict]], scale: Scale, runs:
                     f"{scale.steps} steps of batch {scale.batch_size}",
         readout=f"FocusMIM linear readout (LinearProbe protocol='focusmim') on {LATENT}: "
                 f"{scale.probe_train_per_class} CIFAR-10 training images a class (20 % held out "
-                f"for early stopping), test images: "
-                f"{scale.probe_test_per_class or 'all'} a class",
+                f"for early stopping); test images: "
+                + (f"{scale.probe_test_per_class} a class" if scale.probe_test_per_class
+                   else "the whole test split (10,000)"),
         decorrelation=f"FocusMIM L, units='all', on the first {scale.heldout} test images",
         paper="FocusMIM STL-10 test accuracy (DESIGN.md §4), not comparable in absolute terms",
     )
@@ -307,13 +310,14 @@ def report(table: xr.Dataset, out: Path, stem: str, title: str) -> Path:
     path = workflows.save_results(table, out / f"{stem}.nc")
     plot_conditions(table, out / f"{stem}.png", title)
     print(f"\n{title}: readout accuracy (%, mean ± sd over {table.sizes['seed']} seeds)")
-    print(f"{'condition':<18} {'here':>13} {'paper STL-10':>13} {'L':>9} {'PR':>9}")
+    print(f"{'condition':<18} {'here':>13} {'paper STL-10':>13} {'L':>9} {'PR':>9} {'dead':>6}")
     for name in table.condition.values:
         row = table.sel(condition=name)
         paper = float(row.paper_stl10_accuracy)
         print(f"{name!s:<18} {100 * float(row.accuracy_mean):6.1f} ± {100 * float(row.accuracy_std):4.1f} "
               f"{'—' if np.isnan(paper) else f'{100 * paper:.1f}':>13} "
-              f"{float(row.decorrelation_L.mean()):9.3g} {float(row.participation_ratio.mean()):9.3g}")
+              f"{float(row.decorrelation_L.mean()):9.3g} {float(row.participation_ratio.mean()):9.3g} "
+              f"{float(row.constant_units.mean()):6.0f}")
     if orderings:
         print("\nthe paper's orderings at this scale:\n  " + "\n  ".join(orderings))
     print(f"\nwritten: {path}, {out / f'{stem}.png'}")

@@ -11,9 +11,9 @@ readout, table and paper comparison as ``masking_strategies.py`` (see ``analyses
 
 Writes ``augmentation_blur.nc`` (condition × seed) and ``augmentation_blur.png``.
 
-Run time on this machine (2 cores shared with 4 other jobs; 2.8–5 s a step of batch 128, a
-400-step run 20–35 min): the full version is 6 conditions × 3 seeds × 400 steps, of which the
-4 × 3 runs not shared with ``masking_strategies.py`` are new: 4–7 h (estimated);
+Run time on this machine (2 cores shared with 4 other jobs; 1.1–5 s a step of batch 128, a
+400-step run 8–35 min): the full version is 6 conditions × 3 seeds × 400 steps, of which the
+4 × 3 runs not shared with ``masking_strategies.py`` are new: 1.5–7 h (estimated);
 ``--quick`` ~1.7 min (measured, 4 new runs).
 """
 

@@ -10,14 +10,16 @@ snapshots every run keeps (step 0 = the initial weights, steps/8, steps/4, steps
 extracted with ``neuroalign.extraction.extract_checkpoints`` on a fixed set of held-out
 CIFAR-10 test images (the first ``heldout`` of the readout's test images, 1,000 in the full
 version), and the latent's decorrelation L (the reference's convention: ``units="all"``) and
-participation ratio of the correlation matrix are computed from those files.
+participation ratio of the correlation matrix are computed from those files, with the number
+of units constant over those images (dead ReLUs: the reference's L divides by every unit, so
+dead units lower it).
 
 Writes ``decorrelation_emerges.nc`` (condition × seed × step: decorrelation_L,
-participation_ratio; their means over seeds) and ``decorrelation_emerges.png`` (both over
+participation_ratio, constant_units; their means over seeds) and ``decorrelation_emerges.png`` (both over
 steps, one line per condition, seeds as thin lines).
 
 Run time on this machine (2 cores shared with 4 other jobs): the pretraining is that of
-``masking_strategies.py`` (4–7 h in full, nothing new when it has run); the evaluation is 5
+``masking_strategies.py`` (1.5–7 h in full, nothing new when it has run); the evaluation is 5
 snapshots × 12 runs of 1,000 images, ~2 min. ``--quick`` ~1 min.
 """
 
@@ -54,7 +56,7 @@ def main(argv=None):
     steps = snapshot_steps(scale.steps)
     stimuli = heldout_images(scale)
     shape = (len(CONDITIONS), len(scale.seeds), len(steps))
-    values = {"decorrelation_L": np.full(shape, np.nan), "participation_ratio": np.full(shape, np.nan)}
+    values: dict[str, np.ndarray] = {}
     for (name, seed), folder in tqdm(folders.items(), desc="snapshots"):
         out = folder / f"decorrelation_heldout{len(stimuli)}"
         index = extract_checkpoints([snapshot_path(folder, s) for s in steps], stimuli, [LATENT],
@@ -66,12 +68,12 @@ def main(argv=None):
             step = int(latents["step"].values[i])
             where = list(CONDITIONS).index(name), scale.seeds.index(seed), steps.index(step)
             for key, value in heldout_metrics(x, scale).items():
-                values[key][where] = value
+                values.setdefault(key, np.full(shape, np.nan))[where] = value
     dims = ("condition", "seed", "step")
     table = xr.Dataset({k: (dims, v) for k, v in values.items()},
                        coords={"condition": list(CONDITIONS), "seed": list(scale.seeds),
                                "step": steps})
-    for key in values:
+    for key in list(values):
         table[f"{key}_mean"] = table[key].mean("seed")
     table.attrs.update(
         pretraining=f"CIFAR-10 train JPEGs, {scale.max_images or 50000} images, 32 px, "
@@ -85,6 +87,8 @@ def main(argv=None):
     print(table["decorrelation_L_mean"].to_pandas().round(3).to_string())
     print("\nparticipation ratio (mean over seeds):")
     print(table["participation_ratio_mean"].to_pandas().round(2).to_string())
+    print("\nunits constant over the held-out images (of 2,048; mean over seeds):")
+    print(table["constant_units_mean"].to_pandas().round(1).to_string())
     print(f"\nwritten: {path}, {args.out / 'decorrelation_emerges.png'}")
     return path
 

@@ -70,6 +70,8 @@ def test_condition_tables(studies, name, conditions):
     assert np.all(table["decorrelation_L"].values > 0)
     pr = table["participation_ratio"].values
     assert np.all((pr >= 1) & (pr <= 100))  # at most the 100 held-out images
+    dead = table["constant_units"].values
+    assert np.all((dead >= 0) & (dead < 3072)) and np.all(dead == np.round(dead))
     # the paper's STL-10 numbers of DESIGN.md §4, where it lists the condition
     paper = {"periphery": 0.680, "centre": 0.680, "patches": 0.704, "fovea": 0.500,
              "autoencoder": 0.470, "raw_pixels": 0.359, "periphery_nocrop": 0.566,
@@ -130,6 +132,8 @@ def test_decorrelation_table_recomputed_from_a_snapshot(studies):
     expected = ((c**2).sum() - (np.diag(c) ** 2).sum()) / c.shape[0]
     got = float(table["decorrelation_L"].sel(condition="patches", seed=0, step=6))
     np.testing.assert_allclose(got, expected, rtol=1e-4)
+    dead = int((latent.max(0) == latent.min(0)).sum())
+    assert table["constant_units"].sel(condition="patches", seed=0, step=6) == dead
 
 
 def test_accuracies_recomputed_from_the_written_inputs(studies):
