@@ -125,11 +125,12 @@ def _training_images(dataset: str, image_size: int, max_images: int):
 def pretrained(runs: Path, name: str, config: PretrainConfig) -> tuple[Path, bool]:
     """Train (or find) the run of ``config``; returns its folder and whether it was trained now.
 
-    A folder whose final snapshot exists is skipped; an unfinished one resumes."""
+    A folder whose final snapshot exists is skipped; an unfinished one resumes (from its
+    last checkpoint; afresh if it was stopped past a snapshot it lacks)."""
     import torch
 
     from neuroalign.models import create_model
-    from neuroalign.training import load_model, save_checkpoint
+    from neuroalign.training import load_checkpoint, load_model, save_checkpoint
 
     folder = run_folder(runs, name, config)
     if snapshot_path(folder, config.steps).exists():
@@ -144,9 +145,15 @@ def pretrained(runs: Path, name: str, config: PretrainConfig) -> tuple[Path, boo
             model = create_model(config.model, **config.model_kwargs)
             state: dict[str, Any] = {"config": config.to_dict(), "step": 0}
         else:
-            checkpoint = pretrain(config, folder, images=images, resume=True, stop_at=step,
-                                  progress=False)
+            # a run stopped past this snapshot (not by this function) cannot give it back:
+            # start afresh (every random choice comes from (seed, step): the same weights)
+            latest = folder / "checkpoint.pt"
+            afresh = latest.exists() and load_checkpoint(latest)["step"] > step
+            checkpoint = pretrain(config, folder, images=images, resume=not afresh,
+                                  overwrite=afresh, stop_at=step, progress=False)
             model, state = load_model(checkpoint)
+            if state["step"] != step:
+                raise RuntimeError(f"{checkpoint} holds step {state['step']}, not {step}.")
         save_checkpoint(path, model=model, optimizer=None, config=state["config"],
                         step=state["step"])
     return folder, True

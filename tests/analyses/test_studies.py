@@ -160,3 +160,23 @@ def test_accuracies_recomputed_from_the_written_inputs(studies):
     probe = LinearProbe(protocol="focusmim", seed=0, device="cpu").fit(*pixels["train"])
     np.testing.assert_allclose(probe.score(*pixels["test"]),
                                table.accuracy.sel(condition="raw_pixels", seed=0), atol=1e-12)
+
+
+@pytest.mark.parametrize("stopped_at", [1, 2])  # at a snapshot step: resumed; past one: afresh
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, stopped_at):
+    from neuroalign.training import load_checkpoint, pretrain
+
+    study = _study("_study")
+    config = study.condition_config("patches", study.QUICK, seed=1)
+    whole, trained = study.pretrained(tmp_path / "a", "patches", config)
+    assert trained
+    # the same run stopped early (as by Ctrl-C), then picked up by the cache
+    folder = study.run_folder(tmp_path / "b", "patches", config)
+    pretrain(config, folder, stop_at=stopped_at, progress=False)
+    resumed, trained = study.pretrained(tmp_path / "b", "patches", config)
+    assert trained and resumed == folder
+    for step in study.snapshot_steps(config.steps):
+        a = load_checkpoint(study.snapshot_path(whole, step))["model_state"]
+        b = load_checkpoint(study.snapshot_path(resumed, step))["model_state"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), step
+    assert study.pretrained(tmp_path / "b", "patches", config) == (resumed, False)
