@@ -20,7 +20,7 @@ steps, one line per condition, seeds as thin lines).
 
 Run time on this machine (2 cores shared with 4 other jobs): the pretraining is that of
 ``masking_strategies.py`` (1.5–7 h in full, nothing new when it has run); the evaluation is 5
-snapshots × 12 runs of 1,000 images, ~2 min. ``--quick`` ~1 min.
+snapshots × 12 runs of 1,000 images, ~3 min (1 min measured for 4 runs). ``--quick`` ~1 min.
 """
 
 from __future__ import annotations
