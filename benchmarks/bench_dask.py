@@ -13,7 +13,8 @@ process each:
 Reported: seconds, the peak resident memory of the single process, of each worker and of the
 client (which assembles the n × n result), and the largest difference between the two RDMs.
 
-    python benchmarks/bench_dask.py               # 20,000 × 100,000 (8 GB; ~30 min on 2 cores)
+    python benchmarks/bench_dask.py --issue-size  # 20,000 × 100,000 (8 GB; ~30 min on 2 cores)
+    python benchmarks/bench_dask.py               # 10,000 × 50,000 (2 GB), the table's row
     python benchmarks/bench_dask.py --quick       # 4,000 × 40,000 (640 MB; ~2 min)
     python benchmarks/bench_dask.py --n 8000 --d 50000 --worker-memory 1GiB --dir /data/tmp
 """
@@ -35,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import Row, overhead  # noqa: E402
 
 LAYER = "layer"
-SIZES = {True: (4000, 40_000, "1GiB"), False: (20_000, 100_000, "3GiB")}
+#: (n, d, worker limit): quick, the table's full run, and the issue's size (--issue-size)
+SIZES = {True: (4000, 40_000, "1GiB"), False: (10_000, 50_000, "1536MiB")}
+ISSUE_SIZE = (20_000, 100_000, "3GiB")
 
 
 def write_file(path: Path, n: int, d: int, batch: int = 500) -> None:
@@ -157,12 +160,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--issue-size", action="store_true",
+                        help="20,000 × 100,000 with 3 GiB workers")
     parser.add_argument("--n", type=int)
     parser.add_argument("--d", type=int)
     parser.add_argument("--worker-memory")
     parser.add_argument("--dir", help="where the file is written (default: the system's temp)")
     args = parser.parse_args()
-    n, d, limit = SIZES[args.quick]
+    n, d, limit = ISSUE_SIZE if args.issue_size else SIZES[args.quick]
     t0 = time.perf_counter()
     m = measure(args.n or n, args.d or d, args.worker_memory or limit, args.dir)
     print(json.dumps(m, indent=1))

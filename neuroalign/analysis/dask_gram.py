@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["BLOCK_BYTES", "as_dask", "centred_gram", "column_stats", "dask_gram",
-           "default_block_bytes", "rdm_gram", "zscore_gram"]
+__all__ = ["BLOCK_BYTES", "PEAK_BLOCKS_FLOAT64", "PEAK_BLOCKS_IN_PLACE", "as_dask",
+           "centred_gram", "column_stats", "dask_gram", "default_block_bytes", "rdm_gram",
+           "zscore_gram"]
 
 #: the names of dask's own schedulers: set (``dask.config.set(scheduler=...)``), they are used
 #: even when a distributed client exists
@@ -30,12 +31,20 @@ LOCAL_SCHEDULERS = ("threads", "threading", "sync", "synchronous", "single-threa
 BLOCK_BYTES = 128 * 2**20
 
 
-def default_block_bytes() -> int:
+#: blocks a tile task holds at its peak, as multiples of one block as read: the RDMs and the
+#: encoding kernel prepare their blocks in place, in the blocks' own float32 (measured: 2.6
+#: blocks above the worker's baseline); CKA and decorrelation make float64 copies of both
+#: blocks (7-10 blocks, measured)
+PEAK_BLOCKS_IN_PLACE = 4
+PEAK_BLOCKS_FLOAT64 = 10
+
+
+def default_block_bytes(peak_blocks: int = PEAK_BLOCKS_FLOAT64) -> int:
     """The dask config value ``neuroalign.block_bytes`` if set (``dask.config.set(...)``),
-    else `BLOCK_BYTES`, or less when a ``dask.distributed`` client is active: a tenth of the
-    smallest worker's free memory (70 % of its limit less what it uses). A tile task holds two blocks
-    as read, a prepared copy of each (float64 for CKA and decorrelation: twice a float32
-    block) and whatever the reading itself allocates: 7-10 blocks at its peak (measured)."""
+    else `BLOCK_BYTES` without a ``dask.distributed`` client; with one, the smallest worker's
+    free memory (70 % of its limit less what it uses) over ``peak_blocks``, the blocks a tile
+    task holds at its peak (`PEAK_BLOCKS_IN_PLACE`, `PEAK_BLOCKS_FLOAT64`). A block also has
+    few enough rows that its tiles (rows² float64) are no larger than one block."""
     import dask
 
     given = dask.config.get("neuroalign.block_bytes", None)
@@ -44,13 +53,28 @@ def default_block_bytes() -> int:
     try:
         from distributed import get_client
 
-        workers = get_client().scheduler_info()["workers"].values()
+        client = get_client()
     except (ImportError, ValueError):  # no distributed, or no client
         return BLOCK_BYTES
+    limits = {address: w.get("memory_limit") for address, w in
+              client.scheduler_info()["workers"].items()}
+    used = client.run(_resident_bytes)  # now, after the workers hand freed memory back
     # free: below the 80 % at which dask pauses a worker, with a margin for the heap's growth
-    free = [int(0.7 * w["memory_limit"]) - w.get("metrics", {}).get("memory", 0)
-            for w in workers if w.get("memory_limit")]
-    return max(2**20, min([BLOCK_BYTES, *(f // 10 for f in free)]))
+    free = [int(0.7 * limit) - used.get(address, 0) for address, limit in limits.items() if limit]
+    if not free:  # workers without a memory limit
+        return BLOCK_BYTES
+    return max(2**20, min(f // peak_blocks for f in free))
+
+
+def _resident_bytes() -> int:
+    """A worker's resident memory once glibc has handed its freed blocks back to the OS (the
+    memory a previous computation freed would otherwise count as used)."""
+    import psutil
+
+    from neuroalign._memory import release_freed_memory
+
+    release_freed_memory()
+    return psutil.Process().memory_info().rss
 
 
 def as_dask(x):
@@ -61,14 +85,16 @@ def as_dask(x):
     return data
 
 
-def _rows(x, block_bytes: int | None):
-    """x as (n, D) in blocks of whole rows of about ``block_bytes``."""
+def _rows(x, block_bytes: int | None, peak_blocks: int = PEAK_BLOCKS_FLOAT64):
+    """x as (n, D) in blocks of whole rows of about ``block_bytes`` (default: from
+    `default_block_bytes` of ``peak_blocks``)."""
     n = x.shape[0]
     d = math.prod(x.shape[1:])
-    block_bytes = block_bytes or default_block_bytes()
+    block_bytes = block_bytes or default_block_bytes(peak_blocks)
     if n == 0 or d == 0:
         raise ValueError(f"x holds no {'stimuli' if n == 0 else 'features'}: shape {x.shape}")
-    rows = max(1, min(n, block_bytes // max(1, d * x.dtype.itemsize)))
+    # rows of at most block_bytes, and few enough that a tile (rows² float64) is no larger
+    rows = max(1, min(n, block_bytes // max(1, d * x.dtype.itemsize), math.isqrt(block_bytes // 8)))
     x = x.rechunk({0: rows, **{axis: -1 for axis in range(1, x.ndim)}})
     return x.reshape(n, d) if x.ndim != 2 else x
 
@@ -105,10 +131,15 @@ def _blocks(rows) -> tuple[np.ndarray, list[_Unread]]:
 def _block_stats(block: _Unread) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rows, min, max, mean, sum of squared deviations) per feature of one block, float64."""
     b = block.read()
+    from neuroalign._memory import release_freed_memory
+
     b = b.reshape(len(b), -1)
     mean = b.mean(axis=0, dtype=np.float64)
     dev = np.subtract(b, mean, dtype=np.float64)
-    return len(b), b.min(axis=0), b.max(axis=0), mean, np.einsum("ij,ij->j", dev, dev)
+    done = len(b), b.min(axis=0), b.max(axis=0), mean, np.einsum("ij,ij->j", dev, dev)
+    del b, dev
+    release_freed_memory()  # as after a tile
+    return done
 
 
 def _same(value):
@@ -144,12 +175,19 @@ def column_stats(x, block_bytes: int | None = None) -> dict[str, np.ndarray]:
 
 def _tile(a: _Unread, b: _Unread | None, prepare: Callable, chunk_size: int):
     """(the tile A Bᵀ summed in float64 over feature chunks, row sums of A when b is None)."""
+    from neuroalign._memory import release_freed_memory
     from neuroalign.analysis._rdm_gram import tile
 
     pa = prepare(a.read())
     if b is None:
-        return tile(pa, None, chunk_size), pa.sum(axis=1, dtype=np.float64)
-    return tile(pa, prepare(b.read()), chunk_size), None
+        done = tile(pa, None, chunk_size), pa.sum(axis=1, dtype=np.float64)
+    else:
+        done = tile(pa, prepare(b.read()), chunk_size), None
+    del pa
+    # the blocks' memory back to the OS: a worker's resident size is what the next block
+    # size is computed from, and what dask pauses or restarts a worker for
+    release_freed_memory()
+    return done
 
 
 def dask_gram(x, prepare: Callable, chunk_size: int = 4096,
@@ -163,7 +201,7 @@ def dask_gram(x, prepare: Callable, chunk_size: int = 4096,
             pickles to the workers).
         chunk_size: features per product.
         block_bytes: the size of one block of rows (a worker holds two and their copies);
-            default `default_block_bytes()`.
+            default `default_block_bytes()` (for float64 copies of the blocks).
 
     Returns:
         G (n, n) float64 and s (n,) float64, computed on the active dask scheduler.
@@ -231,6 +269,7 @@ def rdm_gram(x, method: str, chunk_size: int = 4096,
     if method == "euclidean":
         first = _Unread(x[:SHIFT_ROWS]).read()  # in this process: no worker holds a whole chunk
         col_shift = column_shift(working(first.reshape(len(first), d), None))
+    block_bytes = block_bytes or default_block_bytes(PEAK_BLOCKS_IN_PLACE)  # shifted in place
     gram, sums = dask_gram(x, partial(prepared_block, method=method, chunk_size=chunk_size,
                                       col_shift=col_shift), chunk_size, block_bytes)
     return gram, sums if method == "correlation" else np.zeros(n), d

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import math
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -11,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
+from neuroalign._memory import release_freed_memory
 from neuroalign.activations import ActivationWriter
 from neuroalign.extraction.reductions import fit_pca, random_projection
 from neuroalign.extraction.sources import load_batch
@@ -123,25 +123,6 @@ def _write(writer: ActivationWriter, holder: list, ids, coords) -> None:
     _release_freed_memory()
 
 
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
-
-
-def _load_glibc():
-    """(malloc_trim, mallinfo2) of glibc, or None where the C library is another one."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallinfo2 = libc.mallinfo2  # glibc >= 2.33
-    except (OSError, AttributeError):
-        return None
-    mallinfo2.restype = _Mallinfo2
-    return libc.malloc_trim, mallinfo2
-
-
-_GLIBC = _load_glibc()
-
 #: Free bytes glibc's arenas may hold before they are handed back to the OS.
 TRIM_ABOVE_BYTES = 256 * 2**20
 
@@ -151,11 +132,7 @@ def _release_freed_memory() -> None:
     than ``TRIM_ABOVE_BYTES`` free (it keeps freed blocks otherwise, and the process's resident
     size creeps up batch after batch). Not after every batch: the next forward pass would then
     fault in anew the pages it is about to reuse (+10-15 % time on resnet18 at 64 px)."""
-    if _GLIBC is None:
-        return
-    malloc_trim, mallinfo2 = _GLIBC
-    if mallinfo2().fordblks > TRIM_ABOVE_BYTES:
-        malloc_trim(0)
+    release_freed_memory(TRIM_ABOVE_BYTES)
 
 
 class _InlineExecutor:
