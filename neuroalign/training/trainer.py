@@ -16,6 +16,7 @@ W processes is the same recipe run without torchrun.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -238,11 +239,21 @@ def pretrain(
         )
     info = distributed.setup(config.device, config.dist_backend)
     try:
-        with deferred_signals() as stop:
+        with deferred_signals() as stop, _cpu_kernels(config, info.device):
             return _pretrain(config, out, info, images, resume, progress and info.is_main,
                              stop_at, stop)
     finally:
         distributed.teardown(info)
+
+
+def _cpu_kernels(config: PretrainConfig, device: torch.device):
+    """On the CPU with ``channels_last``, torch's own convolutions instead of oneDNN's: with
+    torch 2.14.1, oneDNN's channels-last convolution backward corrupts the heap on some CPUs
+    (seen on an AMD EPYC: "corrupted size vs. prev_size", or a hang). channels_last is a GPU
+    setting; on the CPU it runs for the tests, through the same code as on a GPU."""
+    if device.type == "cpu" and config.channels_last:
+        return torch.backends.mkldnn.flags(enabled=False)
+    return contextlib.nullcontext()
 
 
 def _pretrain(config, out_dir, info, images, resume, progress, stop_at, stop: StopRequest) -> Path:
