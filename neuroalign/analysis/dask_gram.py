@@ -85,12 +85,12 @@ def as_dask(x):
     return data
 
 
-def _rows(x, block_bytes: int | None, peak_blocks: int = PEAK_BLOCKS_FLOAT64):
-    """x as (n, D) in blocks of whole rows of about ``block_bytes`` (default: from
-    `default_block_bytes` of ``peak_blocks``)."""
+def _rows(x, block_bytes: int | None):
+    """x as (n, D) in blocks of whole rows of about ``block_bytes`` (default:
+    `default_block_bytes()`)."""
     n = x.shape[0]
     d = math.prod(x.shape[1:])
-    block_bytes = block_bytes or default_block_bytes(peak_blocks)
+    block_bytes = block_bytes or default_block_bytes()
     if n == 0 or d == 0:
         raise ValueError(f"x holds no {'stimuli' if n == 0 else 'features'}: shape {x.shape}")
     # rows of at most block_bytes, and few enough that a tile (rows² float64) is no larger
@@ -130,9 +130,9 @@ def _blocks(rows) -> tuple[np.ndarray, list[_Unread]]:
 
 def _block_stats(block: _Unread) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rows, min, max, mean, sum of squared deviations) per feature of one block, float64."""
-    b = block.read()
     from neuroalign._memory import release_freed_memory
 
+    b = block.read()
     b = b.reshape(len(b), -1)
     mean = b.mean(axis=0, dtype=np.float64)
     dev = np.subtract(b, mean, dtype=np.float64)
@@ -283,6 +283,7 @@ def centred_gram(x, chunk_size: int = 4096, block_bytes: int | None = None) -> n
     """X_c X_cᵀ in float64 of a dask array (features centred over all stimuli): `cka.gram`."""
     from functools import partial
 
+    block_bytes = block_bytes or default_block_bytes()  # once: it asks every worker
     rows = _rows(x, block_bytes)
     mean = column_stats(rows, block_bytes)["mean"]
     mean = np.where(np.isfinite(mean), mean, 0.0)  # so that only the rows holding a NaN show it
@@ -303,6 +304,7 @@ def zscore_gram(x, units: str, eps: float, chunk_size: int = 4096,
     constant units left out (``units="varying"``) or all units over ``std + eps``."""
     from functools import partial
 
+    block_bytes = block_bytes or default_block_bytes()  # once: it asks every worker
     stats = column_stats(x, block_bytes)
     if not (np.isfinite(stats["min"]).all() and np.isfinite(stats["max"]).all()):
         bad = np.flatnonzero(~(np.isfinite(stats["min"]) & np.isfinite(stats["max"])))
