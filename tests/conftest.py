@@ -14,6 +14,15 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config):
+    # The README's command gives NEUROALIGN_DATA relative to the checkout; tests that change
+    # directory (the docs examples, CLI runs in tmp folders) must still find the data.
+    for name in ("NEUROALIGN_DATA", "U2NET_HOME"):
+        value = os.environ.get(name)
+        if value and not os.path.isabs(value):
+            os.environ[name] = os.path.abspath(value)
+
+
 def _shared_data_dir() -> Path | None:
     root = os.environ.get("NEUROALIGN_DATA")
     if not root:
