@@ -2,13 +2,13 @@
 D × D computation.
 
 At n = 512 stimuli and D = 18,432 units (the conv MAE latent, 128 × 12 × 12; ReLU of Gaussian
-noise, float32): ``decorrelation(x, mean_abs_r=False)`` (numpy z-scores and a torch Gram
+noise, float32): ``decorrelation(x, mean_abs_r=False)`` (numpy z-scores and Gram
 matrix, both float64; it returns L and the participation ratio of the correlation matrix)
 against the way the FocusMIM reference computes L every step (torch float32,
 C = ZᵀZ/(n-1), D × D). Ours and the baseline run alternately, --repeats times; the medians
 are compared. Also prints ``decorrelation_torch`` (the trainer's float32 path) for reference.
 
-    python benchmarks/bench_decorrelation.py [--repeats 3] [--quick]
+    python benchmarks/bench_decorrelation.py [--repeats 5] [--quick]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def alternating(fns: dict, repeats: int) -> tuple[dict, dict]:
     return {name: statistics.median(t) for name, t in times.items()}, out
 
 
-def results(quick: bool = False, repeats: int = 3) -> list[Row]:
+def results(quick: bool = False, repeats: int = 5) -> list[Row]:
     n, channels = (256, 64) if quick else (512, 128)
     z = latents(n, channels)
     x = z.numpy()
@@ -84,7 +84,7 @@ def results(quick: bool = False, repeats: int = 3) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="n = 256, D = 9,216")
     args = parser.parse_args()
     for row in results(args.quick, args.repeats):
