@@ -63,8 +63,10 @@ QUICK = Scale(steps=6, batch_size=32, max_images=512, seeds=(0,), probe_train_pe
               probe_test_per_class=10, heldout=100)
 
 
-def parse_args(doc: str, argv=None) -> tuple[argparse.Namespace, Scale]:
-    """The options every study takes; returns them and the scale they choose."""
+def parse_args(doc: str, argv=None, extra: dict[str, dict] | None = None
+               ) -> tuple[argparse.Namespace, Scale]:
+    """The options every study takes (and a study's ``extra`` ones: {flag: add_argument
+    keywords}); returns them and the scale they choose."""
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -79,6 +81,8 @@ def parse_args(doc: str, argv=None) -> tuple[argparse.Namespace, Scale]:
     parser.add_argument("--probe-train-per-class", type=int)
     parser.add_argument("--probe-test-per-class", type=int, help="0 = the whole test split")
     parser.add_argument("--device", default="cpu")
+    for flag, options in (extra or {}).items():
+        parser.add_argument(flag, **options)
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     changes = {name: getattr(args, name) for name in

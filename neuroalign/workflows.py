@@ -8,7 +8,7 @@ plain array functions in :mod:`neuroalign.analysis`, and brain data by name come
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -282,11 +282,12 @@ def model_similarity_from_files(
     return da
 
 
-def partition_from_files(brain: str, models: Sequence[str], *, rdm_method: str = "correlation",
-                         rank: bool = False) -> xr.Dataset:
+def partition_from_files(brain: str, models: Sequence[str] | Mapping[str, str], *,
+                         rdm_method: str = "correlation", rank: bool = False) -> xr.Dataset:
     """Unique and shared variance of a brain RDM explained by 1-6 model layers.
 
-    ``models``: ``"path.nc:layer"`` strings (the layer's module path after the last colon).
+    ``models``: ``"path.nc:layer"`` strings (the layer's module path after the last colon),
+    named ``"<file stem>:<layer>"``, or {name: ``"path.nc:layer"``} to name them yourself.
     The brain RDM regressed is the mean over subjects of each subject's RDM (its sessions
     averaged: ``pool_sessions='rdms'``).
     """
@@ -296,13 +297,15 @@ def partition_from_files(brain: str, models: Sequence[str], *, rdm_method: str =
     rdms, subject = load_brain_rdms(brain)
     rdms = pool_subjects(rdms, subject, "rdms").rdms
     named = {}
-    for spec in models:
+    pairs = models.items() if isinstance(models, Mapping) else [(None, m) for m in models]
+    for name, spec in pairs:
         path, sep, layer = str(spec).rpartition(":")
         if not sep or not path:
             raise ValueError(f"Give each model as 'file.nc:layer'; got {spec!r}.")
-        named[f"{Path(path).stem}:{layer}"] = layer_rdms_from_file(path, [layer], rdm_method=rdm_method)
+        named[name or f"{Path(path).stem}:{layer}"] = layer_rdms_from_file(
+            path, [layer], rdm_method=rdm_method)
     ds = variance_partitioning(rdms, named, rank=rank)
-    ds.attrs.update(brain=brain, models=", ".join(map(str, models)),
+    ds.attrs.update(brain=brain, models=", ".join(f"{k}={v}" if k else str(v) for k, v in pairs),
                     brain_description=brain_description(brain, len(rdms)))
     return add_variable_attrs(ds)
 
