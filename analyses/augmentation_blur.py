@@ -11,9 +11,10 @@ readout, table and paper comparison as ``masking_strategies.py`` (see ``analyses
 
 Writes ``augmentation_blur.nc`` (condition × seed) and ``augmentation_blur.png``.
 
-Run time on this machine (2 cores shared with 4 other jobs; 1.1–5 s a step of batch 128, a
-400-step run 8–35 min): the full version is 6 conditions × 3 seeds × 400 steps, of which the
-4 × 3 runs not shared with ``masking_strategies.py`` are new: 1.5–7 h (estimated);
+Run time on this machine (AMD EPYC, 2 cores; idle, ~0.6 s a step of batch 128, a 400-step run
+~4 min and its readout 35–40 s; shared with other jobs 1.1–5 s a step): the full version is 6
+conditions × 3 seeds × 400 steps, of which the 4 × 3 runs not shared with
+``masking_strategies.py`` are new: ~1 h idle (estimated);
 ``--quick`` ~1.7 min (measured, 4 new runs).
 """
 

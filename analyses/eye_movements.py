@@ -20,9 +20,10 @@ Readout accuracy, decorrelation L and participation ratio as in ``masking_strate
 
 Writes ``eye_movements.nc`` (condition × seed) and ``eye_movements.png``.
 
-Run time on this machine (2 cores shared with 4 other jobs; 1.1–5 s a step of batch 128, a
-400-step run 8–35 min): 4 conditions × 3 seeds × 400 steps, of which 3 × 3 runs are new once
-``masking_strategies.py`` has run: 1.2–5 h (estimated); ``--quick`` ~1.3 min (measured).
+Run time on this machine (AMD EPYC, 2 cores; idle, ~0.6 s a step of batch 128, a 400-step run
+~4 min and its readout 35–40 s; shared with other jobs 1.1–5 s a step): 4 conditions × 3 seeds
+× 400 steps, of which 3 × 3 runs are new once ``masking_strategies.py`` has run: ~45 min idle
+(estimated); ``--quick`` ~1.3 min (measured).
 """
 
 from __future__ import annotations

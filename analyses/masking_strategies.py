@@ -14,12 +14,11 @@ ratio; accuracy mean and sd over seeds; the paper's STL-10 accuracy) and
 ``masking_strategies.png``, and prints the table beside the paper's numbers with which of the
 paper's orderings hold at this scale (computed from the numbers).
 
-Run time on this machine (2 cores shared with 4 other jobs, measured under that load):
-pretraining runs at 1.1–5 s a step of batch 128 (one thread; it depends on the load), so a
-400-step run takes 8–35 min and the full version (4 conditions × 3 seeds × 400 steps on all
-50,000 images) 1.5–7 h (estimated from the step time); ``--steps 120 --batch-size 64 --seeds 0``
-took 16.5 min (12 min pretraining, 4.5 min readout of 5,000 + 10,000 images); ``--quick`` (6 steps of batch 32 on 512 images, 1 seed, 200/100 readout images)
-~50 s.
+Run time on this machine (AMD EPYC, 2 cores): idle, pretraining runs at ~0.6 s a step of
+batch 128, so a 400-step run takes ~4 min and its readout 35–40 s; the full version (4
+conditions × 3 seeds) ~1 h (estimated); ``--seeds 0`` took 41 min (measured, the cores partly
+shared with other jobs); ``--quick`` (6 steps of batch 32 on 512 images, 1 seed, 200/100
+readout images) ~50 s.
 Runs are cached in ``--runs`` (default OUT/runs) and shared with the other studies.
 """
 
