@@ -16,8 +16,8 @@ paper's orderings hold at this scale (computed from the numbers).
 
 Run time on this machine (AMD EPYC, 2 cores): idle, pretraining runs at ~0.6 s a step of
 batch 128, so a 400-step run takes ~4 min and its readout 35–40 s; the full version (4
-conditions × 3 seeds) ~1 h (estimated); ``--seeds 0`` took 41 min (measured, the cores partly
-shared with other jobs); ``--quick`` (6 steps of batch 32 on 512 images, 1 seed, 200/100
+conditions × 3 seeds) ~45 min idle (measured: 33 min for seeds 1 and 2 with seed 0 cached;
+``--seeds 0`` alone took 41 min with the cores partly shared); ``--quick`` (6 steps of batch 32 on 512 images, 1 seed, 200/100
 readout images) ~50 s.
 Runs are cached in ``--runs`` (default OUT/runs) and shared with the other studies.
 """
