@@ -59,6 +59,7 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _study import parse_args, snapshot_path, state_steps, train_conditions  # noqa: E402
+from video_streams import parse_model  # noqa: E402
 
 from neuroalign import sweep, workflows  # noqa: E402
 
@@ -75,18 +76,11 @@ RANDOM_RESNET = {"name": "resnet18", "spec": "torchvision/resnet18",
 
 
 def model_entry(text: str) -> dict:
-    """``NAME=SPEC[@LAYER,LAYER,...]`` -> a sweep ``[[models]]`` table (a clear error otherwise)."""
-    name, sep, rest = text.partition("=")
-    spec, at, layers = rest.partition("@")
-    if not sep or not name or not spec:
-        raise ValueError(f"give each model as NAME=SPEC[@LAYER,LAYER,...]; got {text!r}")
-    entry = {"name": name, "spec": spec}
-    if at:
-        chosen = [x for x in layers.split(",") if x]
-        if not chosen:
-            raise ValueError(f"{text!r}: no layers after '@'")
-        entry["layers"] = chosen
-    return entry
+    """``NAME=SPEC[@LAYER,LAYER,...]`` (parsed as ``video_streams.py`` does) -> a sweep
+    ``[[models]]`` table."""
+    choice = parse_model(text)
+    return {"name": choice.name, "spec": choice.spec,
+            **({"layers": choice.layers} if choice.layers else {})}
 
 
 def focusmim_models(args, scale) -> list[dict]:
@@ -119,14 +113,6 @@ def study_sweep(models: list[dict], out: Path, *, n_boot: int, n_splits: int,
         ],
     }
     return sweep.load_sweep(config)
-
-
-def result_file(plan: sweep.Sweep, analysis: str, model: str, brain: str) -> Path:
-    return plan.out / "results" / analysis / model / f"{brain}.nc"
-
-
-def activation_file(plan: sweep.Sweep, model: str, stimuli: str) -> Path:
-    return plan.out / "activations" / model / f"{stimuli}.nc"
 
 
 def _load(path: Path) -> xr.Dataset:
@@ -242,23 +228,23 @@ def main(argv=None) -> dict:
     merged = sweep.merge_results(plan)
     sweep.plot_sweep(merged, plan.out / "summary.png")
 
-    rsa = {region: {m: _load(result_file(plan, "rsa", m, region)) for m in names}
+    rsa = {region: {m: _load(plan.task(f"rsa/{m}/{region}").path) for m in names}
            for region in RSA_BRAINS}
     for region, results in rsa.items():
         plot_region(results, region, args.out / f"rsa_{region}.png")
     peaks = rsa_peaks(rsa)
     workflows.save_results(peaks, args.out / "rsa_peaks.nc")
 
-    encoding = {m: _load(result_file(plan, "encoding", m, V4["name"])) for m in names}
+    encoding = {m: _load(plan.task(f"encoding/{m}/{V4['name']}").path) for m in names}
     plot_encoding(encoding, args.out / "encoding_v4.png")
 
     from neuroalign.analysis.plots import plot_partitioning, plot_rsa_matrix
 
-    files = {m: activation_file(plan, m, "kriegeskorte92") for m in pair}
+    files = {m: plan.activation_path(m, "kriegeskorte92") for m in pair}
     partitions = {}
     for region, (data, stimuli) in RSA_BRAINS.items():
         ds = workflows.partition_from_files(data, {
-            m: f"{activation_file(plan, m, stimuli)}:{rsa[region][m]['layer'].values[-1]}"
+            m: f"{plan.activation_path(m, stimuli)}:{rsa[region][m]['layer'].values[-1]}"
             for m in pair})
         workflows.save_results(ds, args.out / f"partition_{region}.nc")
         plot_partitioning(ds, args.out / f"partition_{region}.png",
@@ -277,7 +263,7 @@ def main(argv=None) -> dict:
 
 
 def print_summary(peaks: xr.Dataset, encoding: dict[str, xr.Dataset], partitions, pair) -> None:
-    print("\nRSA, best layer per region (Spearman; [noise ceiling lower, upper]):")
+    print("\nRSA, best layer per region (mean Spearman over subjects, the layer):")
     print(f"{'model':<14}" + "".join(f"{str(r):>30}" for r in peaks.region.values))
     for model in peaks.model.values:
         row = peaks.sel(model=model)

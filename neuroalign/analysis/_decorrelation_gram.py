@@ -87,8 +87,11 @@ class GramSums:
         if self.gram is None:
             self.n = z.shape[0]
             self.gram = self_gram(z, units_first=whole and z.shape[1] < z.shape[0])
-        else:
-            self.gram += self_gram(z)
+        else:  # in place (torch's addmm_ on the same memory): no second n × n matrix
+            import torch
+
+            t = torch.from_numpy(z)
+            torch.from_numpy(self.gram).addmm_(t, t.T)
         self.d += z.shape[1]
         self.n_constant += n_constant
         self.n_total += z.shape[1] + (n_constant if self.units == "varying" else 0)
@@ -127,10 +130,11 @@ def metrics_from_gram(gram, units: str, n: int, d: int, n_constant: int, n_total
 def abs_correlation_sum(zi: np.ndarray, zj: np.ndarray | None = None) -> float:
     """(n-1)·Σ|C_ab| over the unit pairs of two blocks of z-scores: a in zi, b in zj, or, with
     one block, the pairs a < b inside zi."""
-    if zj is None:
-        block = np.abs(self_gram(zi, units_first=True))
-        return float((block.sum() - np.trace(block)) / 2)  # C is symmetric: the pairs a < b
-    return float(np.abs(zi.T @ zj).sum())
+    block = self_gram(zi, units_first=True) if zj is None else zi.T @ zj
+    total = float(np.abs(block, out=block).sum())
+    if zj is None:  # C is symmetric: the pairs a < b
+        return (total - float(np.trace(block))) / 2
+    return total
 
 
 def mean_abs_r(z: np.ndarray, block_size: int) -> float:
